@@ -1,0 +1,24 @@
+# Everything installs into .venv on first use; a fresh machine needs only Python 3.11.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test test-all bench clean
+
+$(BIN)/chatsync: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+demo: $(BIN)/chatsync
+	$(BIN)/chatsync demo
+
+test: $(BIN)/chatsync
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: $(BIN)/chatsync
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) *.duckdb *.duckdb.wal

@@ -1,0 +1,157 @@
+"""Cozmox chats by updated-at window, so that records changing while we read cannot hide others.
+
+Offset paging over a changing result set skips records: when a chat on page 1 is updated, it
+leaves the filtered set and every later chat moves up a place. So chatsync asks for time windows
+small enough to come back whole in one response (a response is one consistent snapshot). A
+window that comes back full is split in time and asked again, and windows are read oldest first,
+so each one finished is a safe watermark. Only a single millisecond holding more chats than a
+page falls back to paging, twice over in opposite orders if the pages disagree with the total.
+
+The order `sortOrder` sorts by is not documented, so nothing here relies on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from extract.http import ApiClient
+from extract.settings import COZMOX_CHATS_PATH
+
+log = logging.getLogger("chatsync.extract")
+
+MS = timedelta(milliseconds=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# Split a full window into slices expected to fill this share of a page, so that most slices
+# come back whole at the first request.
+_FILL = 0.6
+_MAX_SLICES = 64
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def floor_ms(ts: datetime) -> datetime:
+    return ts.replace(microsecond=ts.microsecond - ts.microsecond % 1000)
+
+
+@dataclass
+class Page:
+    """Chats of one response. `done` marks the last page of a window: everything updated before
+    `window_end` (and at or after the range start) has then been read."""
+
+    records: list[Any]
+    window_end: datetime
+    done: bool
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _all_outside(records: list[Any], start: datetime | None, end: datetime) -> bool:
+    """True for a page that cannot be the answer: every dated chat on it is out of range.
+
+    That is what a repeated page looks like; chats without a readable date prove nothing.
+    """
+    times = [_parse_time(r.get("updatedAt")) for r in records if isinstance(r, dict)]
+    times = [t for t in times if t is not None]
+    return bool(times) and all(t >= end or (start is not None and t < start) for t in times)
+
+
+class CozmoxChats:
+    def __init__(self, client: ApiClient, page_size: int) -> None:
+        self.client = client
+        self.page_size = page_size
+
+    def _request(self, start: datetime | None, end: datetime, *, limit: int, page: int = 1,
+                 order: str = "ASC", before: datetime | None = None) -> tuple[list[Any], int]:
+        params: dict[str, Any] = {"limit": limit, "page": page, "sortOrder": order, "updatedAtLt": iso(end)}
+        if start is not None:
+            params["updatedAtGe"] = iso(start)
+
+        def check(body: Any) -> str | None:
+            if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+                return "an envelope with no results list"
+            if page == 1 and limit and len(body["results"]) < limit and _all_outside(body["results"], start, end):
+                return "a page whose chats all lie outside the window asked for"
+            return None
+
+        body, _ = self.client.get(COZMOX_CHATS_PATH, params, check)
+        total = body.get("metadata", {}).get("totalItems") if isinstance(body.get("metadata"), dict) else None
+        results = body["results"]
+        return results, total if isinstance(total, int) and total >= 0 else len(results)
+
+    def pages(self, start: datetime | None, end: datetime) -> Iterator[Page]:
+        """Every chat with `start <= updatedAt < end`, oldest window first."""
+        stack: list[tuple[datetime | None, datetime]] = [(start, end)]
+        while stack:
+            lo, hi = stack.pop()
+            results, total = self._request(lo, hi, limit=self.page_size)
+            if len(results) < self.page_size:
+                if total > len(results):
+                    log.warning("cozmox: totalItems says %d but the window returned %d; trusting the page",
+                                total, len(results))
+                yield Page(results, hi, True)
+                continue
+            if lo is None:
+                lo = self._earliest(hi)
+            if hi - lo <= MS:
+                yield from self._page_through(lo, hi)
+                continue
+            stack.extend(reversed(self._split(lo, hi, total)))
+
+    def _split(self, lo: datetime, hi: datetime, total: int) -> list[tuple[datetime, datetime]]:
+        span_ms = (hi - lo) // MS
+        wanted = math.ceil(max(total, self.page_size + 1) / (self.page_size * _FILL))
+        slices = max(2, min(wanted, _MAX_SLICES, span_ms))
+        step = span_ms // slices
+        bounds = [lo + MS * (step * i) for i in range(slices)] + [hi]
+        return list(zip(bounds[:-1], bounds[1:]))
+
+    def _earliest(self, end: datetime) -> datetime:
+        """A lower bound on updatedAt for a sync with no watermark.
+
+        The first chat in ascending order, by creation or update, was created no later than any
+        chat was updated; one count then confirms nothing lies before it.
+        """
+        first, _ = self._request(None, end, limit=1)
+        created = _parse_time(first[0].get("createdAt")) if first and isinstance(first[0], dict) else None
+        if created is not None:
+            bound = floor_ms(created)
+            _, before = self._request(None, bound, limit=0)
+            if before == 0:
+                return bound
+        return EPOCH
+
+    def _page_through(self, lo: datetime, hi: datetime) -> Iterator[Page]:
+        """More chats in one millisecond than a page: offset paging is all that is left."""
+        seen: set[str] = set()
+        total = 0
+        for order in ("ASC", "DESC"):
+            page = 1
+            while page <= math.ceil(max(total, 1) / self.page_size) + 1 or page == 1:
+                results, total = self._request(lo, hi, limit=self.page_size, page=page, order=order)
+                fresh = [r for r in results if not (isinstance(r, dict) and r.get("id") in seen)]
+                seen.update(r["id"] for r in fresh if isinstance(r, dict) and isinstance(r.get("id"), str))
+                if fresh:
+                    yield Page(fresh, hi, False)
+                if len(results) < self.page_size:
+                    break
+                page += 1
+            if len(seen) >= total:
+                break
+            log.warning("cozmox: pages of %s held %d of %d chats; reading again in reverse order",
+                        iso(lo), len(seen), total)
+        yield Page([], hi, True)

@@ -1,0 +1,173 @@
+"""One pooled HTTP client per source, with the retry policy both APIs need.
+
+Every response is classified in one place, `_classify`:
+
+    SourceError                 a source could not be read; the message names it and the cause
+     ├── SourceAuthError        401/403: the key was rejected; never retried
+     ├── SourceRequestError     another 4xx: the API refused what we asked; never retried
+     └── SourceUnavailable      429, 5xx, timeouts, dropped connections and unreadable bodies,
+                                retried with backoff until the budget ran out
+
+Nothing here ever puts the API key into a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+
+log = logging.getLogger("chatsync.extract")
+
+
+class SourceError(Exception):
+    def __init__(self, source: str, cause: str) -> None:
+        super().__init__(f"{source}: {cause}")
+        self.source = source
+        self.cause = cause
+
+
+class SourceAuthError(SourceError):
+    pass
+
+
+class SourceRequestError(SourceError):
+    pass
+
+
+class SourceUnavailable(SourceError):
+    pass
+
+
+class _Retryable(Exception):
+    def __init__(self, cause: str, retry_after: float | None = None) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter; `Retry-After` wins when the server sends it."""
+
+    attempts: int = 6
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+    max_retry_after: float = 120.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
+
+
+@dataclass
+class RequestStats:
+    requests: int = 0
+    retries: int = 0
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return None
+
+
+def _classify(source: str, path: str, response: httpx.Response) -> Any:
+    """The decoded body of a good response; raises the error class the response deserves."""
+    status = response.status_code
+    if status in (401, 403):
+        raise SourceAuthError(source, f"the API key was rejected (HTTP {status} from {path})")
+    if status == 429 or status >= 500:
+        raise _Retryable(f"HTTP {status} from {path}", _retry_after(response.headers.get("retry-after")))
+    if status >= 400:
+        detail = response.text[:200].replace("\n", " ")
+        raise SourceRequestError(source, f"the API refused {path} (HTTP {status}): {detail}")
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        raise _Retryable(f"an unreadable JSON body from {path}") from None
+
+
+class ApiClient:
+    def __init__(
+        self,
+        source: str,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy = RetryPolicy(),
+        max_connections: int = 8,
+    ) -> None:
+        self.source = source
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry
+        self.stats = RequestStats()
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            follow_redirects=True,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "ApiClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(
+        self, path: str, params: dict[str, Any], check: Callable[[Any], str | None] | None = None
+    ) -> tuple[Any, httpx.Headers]:
+        """GET with retries; returns the decoded JSON body and the response headers.
+
+        `check` names what is wrong with a body that decoded but is not what the endpoint
+        promises (an envelope without results, a page of the wrong window); such a body is
+        retried like a 503, since a proxy or a busy API produces both.
+        """
+        last = ""
+        for attempt in range(self.retry.attempts):
+            self.stats.requests += 1
+            try:
+                response = self._http.get(path, params=params)
+                body = _classify(self.source, path, response)
+                problem = check(body) if check else None
+                if problem:
+                    raise _Retryable(f"{problem} from {path}")
+                return body, response.headers
+            except _Retryable as exc:
+                last, wait = exc.cause, self.retry.delay(attempt, exc.retry_after)
+            except httpx.TimeoutException:
+                last, wait = f"a timeout on {path}", self.retry.delay(attempt, None)
+            except httpx.TransportError as exc:
+                if isinstance(exc, httpx.UnsupportedProtocol):
+                    raise SourceRequestError(self.source, f"the base URL is not an HTTP URL ({exc})") from None
+                if isinstance(exc, httpx.ConnectError):
+                    last = f"could not connect to {self.base_url}"
+                else:
+                    last = f"the connection dropped during {path} ({type(exc).__name__})"
+                wait = self.retry.delay(attempt, None)
+            if attempt + 1 < self.retry.attempts:
+                self.stats.retries += 1
+                log.warning("%s: %s; retrying in %.1fs", self.source, last, wait)
+                time.sleep(wait)
+        raise SourceUnavailable(self.source, f"{last} (gave up after {self.retry.attempts} attempts)")

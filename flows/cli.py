@@ -1,0 +1,164 @@
+"""The `chatsync` command (CONTRACT.md).
+
+Every failure ends the same way: one line on standard error naming the source and the cause, and
+a non-zero exit. Logs and tables go to standard output.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+from flows.prefect_env import configure
+
+configure()
+
+import typer  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+from typer._click.exceptions import ClickException  # noqa: E402  (typer vendors click)
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from flows.settings import SOURCES, Settings  # noqa: E402
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Keeps a DuckDB warehouse in step with the chats of Cozmox and Invent.",
+)
+# Piped output keeps whole table rows rather than the 80 columns rich assumes off a terminal.
+out = Console(width=None if sys.stdout.isatty() else 200)
+
+
+class CommandError(Exception):
+    """A failure the user can act on; its message is the whole story."""
+
+
+Source = Annotated[Optional[str], typer.Option("--source", help=f"Only this source: {' or '.join(SOURCES)}.")]
+Database = Annotated[Optional[str], typer.Option("--database", help="DuckDB file, or md:NAME for MotherDuck. [env: CHATSYNC_DATABASE]")]
+CozmoxUrl = Annotated[Optional[str], typer.Option("--cozmox-base-url", help="[env: COZMOX_BASE_URL]")]
+CozmoxKey = Annotated[Optional[str], typer.Option("--cozmox-api-key", help="Prefer the environment or .env: command lines are visible to other users. [env: COZMOX_API_KEY]")]
+InventUrl = Annotated[Optional[str], typer.Option("--invent-base-url", help="[env: INVENT_BASE_URL]")]
+InventKey = Annotated[Optional[str], typer.Option("--invent-api-key", help="Prefer the environment or .env. [env: INVENT_API_KEY]")]
+InventOrg = Annotated[Optional[str], typer.Option("--invent-org-id", help="[env: INVENT_ORG_ID]")]
+
+
+def load_settings(**overrides: Optional[str]) -> Settings:
+    """Settings from the environment and .env, with the command line's options on top.
+
+    Options are written into the environment, so that flow runs, which read their settings
+    themselves to keep keys out of Prefect's parameters, see them too.
+    """
+    names = {
+        "database": "CHATSYNC_DATABASE",
+        "cozmox_base_url": "COZMOX_BASE_URL",
+        "cozmox_api_key": "COZMOX_API_KEY",
+        "invent_base_url": "INVENT_BASE_URL",
+        "invent_api_key": "INVENT_API_KEY",
+        "invent_org_id": "INVENT_ORG_ID",
+    }
+    for field, value in overrides.items():
+        if value is not None:
+            os.environ[names[field]] = value
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise CommandError(f"configuration: {err['loc'][0] if err['loc'] else 'value'}: {err['msg']}") from None
+
+
+def _summary(summaries: list) -> None:
+    from flows.sync_flow import summary_table
+
+    rows = summary_table(summaries)
+    if not rows:
+        return
+    table = Table(title="chatsync summary")
+    for column in rows[0]:
+        table.add_column(column, justify="right" if column not in ("source", "mode", "status", "error") else "left")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    out.print(table)
+
+
+def run_sync_flow(source: Optional[str], full_refresh: bool, settings: Settings) -> list:
+    from flows.pipeline import selected_sources
+    from flows.sync_flow import sync_flow
+
+    try:
+        selected_sources(settings, source)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    state = sync_flow(source=source, database=settings.database, full_refresh=full_refresh, return_state=True)
+    summaries = state.result(raise_on_failure=False)
+    if isinstance(summaries, list):
+        _summary(summaries)
+    if not state.is_completed():
+        raise CommandError(state.message or "the sync failed")
+    return summaries
+
+
+@app.command()
+def sync(
+    source: Source = None,
+    database: Database = None,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Ignore the saved watermark and read everything.")] = False,
+    cozmox_base_url: CozmoxUrl = None,
+    cozmox_api_key: CozmoxKey = None,
+    invent_base_url: InventUrl = None,
+    invent_api_key: InventKey = None,
+    invent_org_id: InventOrg = None,
+) -> None:
+    """One incremental sync of every configured source (or one) from its saved watermark."""
+    settings = load_settings(
+        database=database, cozmox_base_url=cozmox_base_url, cozmox_api_key=cozmox_api_key,
+        invent_base_url=invent_base_url, invent_api_key=invent_api_key, invent_org_id=invent_org_id,
+    )
+    run_sync_flow(source, full_refresh, settings)
+
+
+@app.command()
+def status(database: Database = None) -> None:
+    """Watermarks, the last runs and their counts, table sizes."""
+    from flows.status import print_status
+
+    print_status(load_settings(database=database), out)
+
+
+@app.command()
+def demo(
+    database: Annotated[str, typer.Option("--database", help="Where the demo warehouse goes.")] = "chatsync-demo.duckdb",
+    chats: Annotated[int, typer.Option("--chats", min=1, help="Cozmox chats in the simulator.")] = 400,
+) -> None:
+    """Runs the whole pipeline against the built-in API simulator, on loopback, with no keys."""
+    from flows.demo import run_demo
+
+    run_demo(database, chats, out)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point; returns the exit status instead of exiting, so tests can call it."""
+    from extract.http import SourceError
+    from load.warehouse import DatabaseError
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args or ["--help"], standalone_mode=False, prog_name="chatsync")
+        return 0
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        print("chatsync: aborted", file=sys.stderr)
+        return 130
+    except ClickException as exc:
+        print(f"chatsync: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    except (CommandError, SourceError, DatabaseError) as exc:
+        print(f"chatsync: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Prefect settings chatsync runs with, set before Prefect is first imported.
+
+Prefect reads its settings at import, so the command calls `configure()` first. Each is only a
+default: a user's own environment or Prefect profile wins.
+"""
+
+import os
+
+DEFAULTS = {
+    # Logs go to standard output, so that standard error holds only the one line that says why
+    # a run failed (CONTRACT.md).
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM": "ext://sys.stdout",
+    # chatsync's own log lines reach the Prefect UI next to the flow's.
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "chatsync",
+    # A temporary server has no use for telemetry, and its heartbeat races the server's SQLite.
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_TASKS_DEFAULT_NO_CACHE": "true",
+}
+
+
+def configure() -> None:
+    for key, value in DEFAULTS.items():
+        os.environ.setdefault(key, value)

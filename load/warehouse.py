@@ -1,0 +1,235 @@
+"""The DuckDB warehouse: schema, set-based upserts, sync state and run records.
+
+A `Warehouse` holds one connection for the whole run. DuckDB lets one process write a file at a
+time, so holding it also keeps a second sync from interleaving with this one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from transform.batch import Batch
+
+CHILD_TABLES = ("messages", "usage", "costs", "chat_members")
+
+
+class DatabaseError(Exception):
+    """The warehouse could not be opened or written."""
+
+
+class DatabaseBusy(DatabaseError):
+    """Another process holds the DuckDB file."""
+
+
+@dataclass
+class LoadResult:
+    chats_upserted: int
+    messages_upserted: int
+    rejected: int
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    files = sorted(p for p in resources.files("sql").iterdir() if p.name.endswith(".sql"))
+    out = []
+    for f in files:
+        version = int(f.name.split("_", 1)[0])
+        out.append((version, f.name, f.read_text()))
+    return out
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Warehouse:
+    def __init__(self, database: str) -> None:
+        self.database = database
+        if not database.startswith("md:") and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(database)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise DatabaseBusy(
+                    f"database {database} is busy: another chatsync process is using it"
+                ) from None
+            raise DatabaseError(f"database {database} could not be opened: {exc}") from None
+        self.con.execute("set TimeZone = 'UTC'")
+        self.migrate()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Warehouse":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Applies the numbered files of sql/ that this database has not seen, in order."""
+        con = self.con
+        con.execute(
+            "create table if not exists schema_migrations ("
+            " version integer primary key, name varchar not null, applied_at timestamptz not null)"
+        )
+        done = {v for (v,) in con.execute("select version from schema_migrations").fetchall()}
+        for version, name, text in _migrations():
+            if version in done:
+                continue
+            con.execute("begin")
+            try:
+                con.execute(text)
+                con.execute(
+                    "insert into schema_migrations values (?, ?, ?)", [version, name, now_utc()]
+                )
+                con.execute("commit")
+            except Exception:
+                con.execute("rollback")
+                raise
+
+    # -- sync state -----------------------------------------------------------------------
+
+    def watermark(self, source: str, stream: str = "chats") -> datetime | None:
+        row = self.con.execute(
+            "select watermark from sync_state where source = ? and stream = ?", [source, stream]
+        ).fetchone()
+        return row[0] if row else None
+
+    def _advance_watermark(self, source: str, stream: str, watermark: datetime) -> None:
+        """Moves the watermark forward only: a window behind it never pulls it back."""
+        self.con.execute(
+            """
+            insert into sync_state (source, stream, watermark, updated_at) values (?, ?, ?, ?)
+            on conflict (source, stream) do update set
+                watermark = greatest(sync_state.watermark, excluded.watermark),
+                updated_at = excluded.updated_at
+            """,
+            [source, stream, watermark, now_utc()],
+        )
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def start_run(self, source: str, mode: str) -> str:
+        """Records a run as running; runs left running by a killed process become interrupted.
+
+        No other process can hold the file while this one does, so a row still marked running
+        here belongs to a process that is gone.
+        """
+        run_id = str(uuid.uuid4())
+        self.con.execute(
+            "update sync_runs set status = 'interrupted', finished_at = ?,"
+            " error = 'the process stopped before the run finished'"
+            " where source = ? and status = 'running'",
+            [now_utc(), source],
+        )
+        self.con.execute(
+            "insert into sync_runs (run_id, source, mode, started_at, status) values (?, ?, ?, ?, 'running')",
+            [run_id, source, mode, now_utc()],
+        )
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, counts: dict[str, object], error: str | None = None) -> None:
+        columns = ", ".join(f"{name} = ?" for name in counts)
+        sets = f"{columns}, " if columns else ""
+        self.con.execute(
+            f"update sync_runs set {sets}status = ?, finished_at = ?, error = ? where run_id = ?",
+            [*counts.values(), status, now_utc(), error, run_id],
+        )
+
+    # -- loading --------------------------------------------------------------------------
+
+    def load(
+        self,
+        batch: Batch,
+        *,
+        source: str,
+        run_id: str,
+        watermark: datetime | None = None,
+        stream: str = "chats",
+        force: bool = False,
+    ) -> LoadResult:
+        """Upserts one batch and, when given, the watermark it completes, in one transaction.
+
+        A chat is written only when it is new or its updated-at moved forward (with `force`,
+        also when equal): a lookback re-read costs no writes, and an older copy fetched by a
+        slower process never overwrites a newer one. Its child rows are replaced exactly.
+        """
+        con = self.con
+        con.execute("begin")
+        try:
+            chats_upserted, messages_upserted = 0, 0
+            if batch.chats:
+                con.register("batch_chats", batch.table("chats"))
+                op = ">=" if force else ">"
+                con.execute(
+                    f"""
+                    create or replace temp table changed as
+                    select b.* from batch_chats b
+                    left join chats c on c.source = b.source and c.chat_id = b.chat_id
+                    where c.chat_id is null or b.updated_at {op} c.updated_at
+                    """
+                )
+                chats_upserted = con.execute("select count(*) from changed").fetchone()[0]
+                if chats_upserted:
+                    for name in CHILD_TABLES:
+                        con.execute(
+                            f"delete from {name} t using changed c"
+                            f" where t.source = c.source and t.chat_id = c.chat_id"
+                        )
+                        rows = batch.table(name)
+                        if rows.num_rows:
+                            con.register("batch_rows", rows)
+                            columns = ", ".join(rows.column_names)
+                            con.execute(
+                                f"insert or replace into {name} ({columns})"
+                                f" select {columns} from batch_rows r"
+                                f" semi join changed c on r.source = c.source and r.chat_id = c.chat_id"
+                            )
+                            if name == "messages":
+                                messages_upserted = con.execute(
+                                    "select count(*) from batch_rows r semi join changed c"
+                                    " on r.source = c.source and r.chat_id = c.chat_id"
+                                ).fetchone()[0]
+                            con.unregister("batch_rows")
+                    columns = ", ".join(batch.table("chats").column_names)
+                    con.execute(
+                        f"insert or replace into chats ({columns}, deleted_at, loaded_at)"
+                        f" select {columns}, null, ? from changed",
+                        [now_utc()],
+                    )
+                con.unregister("batch_chats")
+            if batch.rejected:
+                con.register("batch_rejected", batch.table("rejected_records"))
+                con.execute(
+                    "insert or replace into rejected_records"
+                    " (source, stream, record_key, received_at, run_id, error, raw)"
+                    " select source, stream, record_key, received_at, ?, error, raw from batch_rejected b"
+                    # the same unreadable record read again (a lookback, a retry) is kept once
+                    " where not exists (select 1 from rejected_records r where r.source = b.source"
+                    " and r.stream = b.stream and r.record_key = b.record_key and r.raw::varchar = b.raw)",
+                    [run_id],
+                )
+                con.unregister("batch_rejected")
+            if watermark is not None:
+                self._advance_watermark(source, stream, watermark)
+            con.execute("commit")
+        except Exception:
+            con.execute("rollback")
+            raise
+        return LoadResult(chats_upserted, messages_upserted, len(batch.rejected))
+
+    # -- reading --------------------------------------------------------------------------
+
+    def scalar(self, sql: str, params: list[object] | None = None) -> object:
+        row = self.con.execute(sql, params or []).fetchone()
+        return row[0] if row else None
+

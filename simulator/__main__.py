@@ -1,0 +1,45 @@
+"""`python -m simulator`: serve both simulated APIs until interrupted, for manual runs."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from datetime import timedelta
+
+from simulator import Simulator, SimulatorServer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--cozmox-chats", type=int, default=1000)
+    parser.add_argument("--invent-chats", type=int, default=200)
+    parser.add_argument("--api-key", default="sim-key")
+    parser.add_argument("--history-days", type=float, default=30)
+    parser.add_argument("--lag-seconds", type=float, default=1.0)
+    parser.add_argument("--cozmox-sort-key", choices=["createdAt", "updatedAt"],
+                        default="createdAt")
+    args = parser.parse_args(argv)
+    sim = Simulator(seed=args.seed, cozmox_chats=args.cozmox_chats,
+                    invent_chats=args.invent_chats, api_key=args.api_key,
+                    history_days=args.history_days, lag=timedelta(seconds=args.lag_seconds),
+                    cozmox_sort_key=args.cozmox_sort_key)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with SimulatorServer(sim, host=args.host, port=args.port) as server:
+        print(f"COZMOX_BASE_URL={server.cozmox_url}")
+        print(f"INVENT_BASE_URL={server.invent_url}")
+        print(f"API key: {args.api_key}   (Ctrl-C to stop)", flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

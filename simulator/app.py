@@ -1,0 +1,274 @@
+"""The ASGI application serving a Simulator as the Cozmox (/cozmox) and Invent (/invent) APIs.
+
+A plain ASGI callable rather than a framework: it has three routes, and the faults need control a
+framework would hide (a Content-Length larger than the body, a connection cut mid-body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextvars import ContextVar
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from simulator.data import parse_us
+from simulator.faults import Fault, RequestInfo
+from simulator.store import NO_BOUND, Record, Simulator
+
+Headers = list[tuple[bytes, bytes]]
+Page = tuple[int, Headers, bytes]
+JSON = b"application/json; charset=utf-8"
+NOT_JSON = b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>"
+COZMOX_FILTERS = {f"{field}At{op}": (field, op) for field in ("created", "updated")
+                  for op in ("Gt", "Ge", "Lt", "Le")}
+INVENT_ENUMS = {"status": {"ALL", "RUNNING", "COMPLETED", "FAILED", "CANCELED"},
+                "state": {"ALL", "OPEN", "SNOOZED", "CLOSED"}}
+
+# A dropped connection is deliberate; uvicorn would log it as an application error.
+_dropping: ContextVar[bool] = ContextVar("simulator_dropping", default=False)
+
+
+class _DeliberateDropFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _dropping.get()
+
+
+_drop_filter = _DeliberateDropFilter()
+logging.getLogger("uvicorn.error").addFilter(_drop_filter)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def error_page(status: int, message: str, headers: Headers | None = None) -> Page:
+    reason = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+              405: "Method Not Allowed", 429: "Too Many Requests"}.get(status, "Error")
+    body = orjson.dumps({"message": message, "error": reason, "statusCode": status})
+    return status, headers or [], body
+
+
+def _int(params: dict[str, str], name: str, default: int, lo: int, hi: int | None) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        number = float(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a number") from None
+    if not number.is_integer():
+        raise ApiError(400, f"{name} must be an integer")
+    if number < lo or (hi is not None and number > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise ApiError(400, f"{name} must be {bound}")
+    return int(number)
+
+
+def _instant(params: dict[str, str], name: str) -> int | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    us = parse_us(raw)
+    if us is None:
+        raise ApiError(400, f"{name} must be a valid ISO 8601 date string")
+    return us
+
+
+class SimulatorApp:
+    """Routes requests to the Simulator and applies the faults it selects."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.closing = False  # set on shutdown so that stalls end early
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        source = path.split("/", 2)[1] if path.startswith("/") else ""
+        source = source if source in ("cozmox", "invent") else "other"
+        params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        sim = self.sim
+        info, faults = sim.begin_request(source, scope["method"], path, params)
+        if info.error is not None:
+            return await self._send(send, info, [], error_page(500, info.error))
+        kinds = {f.kind: f for f in faults}
+        if "stall" in kinds:
+            await self._stall(kinds["stall"].seconds)
+        with sim.lock:
+            try:
+                page = self._respond(info, scope, kinds)
+            except ApiError as exc:
+                page = error_page(exc.status, exc.message)
+            except Exception as exc:
+                sim.errors.append(exc)
+                info.error = f"internal error: {exc!r}"
+                page = error_page(500, info.error)
+        await self._send(send, info, faults, page)
+
+    async def _stall(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self.closing and (remaining := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(remaining, 0.05))
+
+    def _respond(self, info: RequestInfo, scope: dict[str, Any], kinds: dict[str, Fault]) -> Page:
+        if "status" in kinds:
+            fault = kinds["status"]
+            headers: Headers = []
+            if fault.retry_after is not None:
+                seconds = fault.retry_after
+                text = str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
+                headers.append((b"retry-after", text.encode()))
+            return error_page(fault.status, "Simulated failure", headers)
+        if scope["method"] != "GET":
+            return error_page(405, f"Cannot {scope['method']} {info.path}")
+        auth = dict(scope["headers"]).get(b"authorization", b"")
+        if info.source != "other" and auth != b"Bearer " + self.sim.api_key.encode():
+            return 401, [], b'{"message":"Invalid API key","statusCode":401}'
+        delta = kinds["lie_count"].count_delta if "lie_count" in kinds else 0
+        bare = "no_results" in kinds
+        parts = info.path.strip("/").split("/")
+        if parts == ["cozmox", "chat"]:
+            page = self._cozmox_chats(info.params, delta, bare)
+        elif len(parts) == 4 and parts[:2] == ["invent", "orgs"] and parts[3] == "chats":
+            if parts[2] not in ("c", self.sim.invent_org_id):
+                raise ApiError(404, "Organization not found")
+            page = self._invent_chats(info.params, delta, bare)
+        elif len(parts) == 4 and parts[:2] == ["invent", "chats"] and parts[3] == "messages":
+            page = self._invent_messages(parts[2], info.params, delta, bare)
+        else:
+            return error_page(404, f"Cannot GET {info.path}")
+        # Only an honest page is worth repeating later.
+        previous = self.sim.remember_page(info.path, page, keep=not (bare or delta))
+        if "repeat_page" in kinds and previous is not None:
+            return previous
+        return page
+
+    def _join(self, records: list[Record]) -> list[bytes]:
+        shared = self.sim.shared_blobs()
+        out: list[bytes] = []
+        for i, rec in enumerate(records):
+            if i:
+                out.append(b",")
+            out.extend(rec.chunks(shared))
+        return out
+
+    def _cozmox_chats(self, params: dict[str, str], delta: int, bare: bool) -> Page:
+        page = _int(params, "page", 1, 1, None)
+        limit = _int(params, "limit", 100, 0, 1000)
+        order = params.get("sortOrder", "DESC")
+        if order not in ("ASC", "DESC"):
+            raise ApiError(400, "sortOrder must be one of the following values: ASC, DESC")
+        bounds = {"created": list(NO_BOUND), "updated": list(NO_BOUND)}
+        for name, (field, op) in COZMOX_FILTERS.items():
+            us = _instant(params, name)
+            if us is None:
+                continue
+            b = bounds[field]
+            if op in ("Gt", "Ge"):
+                b[0] = max(b[0], us + 1 if op == "Gt" else us)
+            else:
+                b[1] = min(b[1], us - 1 if op == "Lt" else us)
+        equals = [(k, params[k]) for k in ("assistantId", "sessionId", "workflowId") if k in params]
+        (clo, chi), (ulo, uhi) = bounds["created"], bounds["updated"]
+        matching = self.sim.ordered("cozmox")
+        if (clo, chi, ulo, uhi) != NO_BOUND * 2:
+            matching = [r for r in matching
+                        if clo <= r.created_us <= chi and ulo <= r.updated_us <= uhi]
+        for key, value in equals:
+            matching = [r for r in matching if r.data.get(key) == value]
+        total, start = len(matching), (page - 1) * limit
+        if order == "ASC":
+            chosen = matching[start: start + limit]
+        else:  # walk the ascending list from its end rather than reversing all of it
+            chosen = matching[max(total - start - limit, 0): max(total - start, 0)][::-1]
+        meta = orjson.dumps({"itemsPerPage": limit, "totalItems": total + delta,
+                             "currentPage": page})
+        if bare:
+            return 200, [], b'{"metadata":' + meta + b"}"
+        body = b"".join([b'{"results":[', *self._join(chosen), b'],"metadata":', meta, b"}"])
+        return 200, [], body
+
+    @staticmethod
+    def _paging(params: dict[str, str]) -> tuple[int, int]:
+        return _int(params, "page", 1, 1, None), _int(params, "take", 100, 1, 100)
+
+    def _listing(self, records: list[Record], page: int, take: int, delta: int,
+                 bare: bool) -> Page:
+        chosen = records[(page - 1) * take: page * take]
+        headers = [(b"pagination-count", str(len(records) + delta).encode()),
+                   (b"pagination-page", str(page).encode()),
+                   (b"pagination-take", str(take).encode())]
+        if bare:
+            return 200, headers, b"{}"
+        return 200, headers, b"".join([b"[", *self._join(chosen), b"]"])
+
+    def _invent_chats(self, params: dict[str, str], delta: int, bare: bool) -> Page:
+        page, take = self._paging(params)
+        wanted = {}
+        for name, allowed in INVENT_ENUMS.items():
+            value = params.get(name, "ALL")
+            if value not in allowed:
+                raise ApiError(400, f"{name} must be one of {sorted(allowed)}")
+            if value != "ALL":
+                wanted[name] = value
+        search = params.get("search", "").lower()
+        records = self.sim.ordered("invent")[::-1]  # newest activity first
+        if "status" in wanted:
+            records = [r for r in records if r.data.get("status") == wanted["status"]]
+        if "state" in wanted:
+            records = [r for r in records if _state(r) == wanted["state"]]
+        if search:
+            records = [r for r in records if search in str(r.data.get("title", "")).lower()]
+        return self._listing(records, page, take, delta, bare)
+
+    def _invent_messages(self, chat_id: str, params: dict[str, str], delta: int,
+                         bare: bool) -> Page:
+        page, take = self._paging(params)
+        since = _instant(params, "from")
+        messages = self.sim.messages_of(chat_id)
+        if messages is None:
+            raise ApiError(404, "Chat not found")
+        if since is not None:
+            messages = [m for m in messages if m.created_us >= since]
+        return self._listing(messages, page, take, delta, bare)
+
+    async def _send(self, send: Any, info: RequestInfo, faults: list[Fault], page: Page) -> None:
+        status, headers, body = page
+        kinds = {f.kind for f in faults}
+        if status == 200 and "invalid_json" in kinds:
+            body = NOT_JSON
+        if status == 200 and "truncate" in kinds:
+            body = body[: len(body) // 2]
+        full = len(body)
+        if "drop" in kinds:
+            body = body[: len(body) // 2]
+        info.status = status
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", JSON),
+                                (b"content-length", str(full).encode()), *headers]})
+        if "drop" in kinds:
+            # Half the promised body, then the app returns and the server closes the socket.
+            _dropping.set(True)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            return
+        await send({"type": "http.response.body", "body": body})
+
+
+def _state(rec: Record) -> Any:
+    state = rec.data.get("state")
+    return state.get("state") if isinstance(state, dict) else None

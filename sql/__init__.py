@@ -1,0 +1,1 @@
+"""DDL and analytics views, applied in the order of their numbers."""

@@ -1,0 +1,155 @@
+"""Shared fixtures: a simulator on loopback, settings pointing at it, and warehouse checks.
+
+Prefect runs on one temporary server for the whole session, under a PREFECT_HOME of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+_prefect_home = tempfile.mkdtemp(prefix="chatsync-prefect-")
+os.environ["PREFECT_HOME"] = _prefect_home
+os.environ.setdefault("PREFECT_SERVER_UI_ENABLED", "false")
+# Prefect binds its console handler to the stdout of the moment, which pytest swaps per test;
+# tests read logs through pytest's own capture instead.
+os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
+for _name in ("COZMOX_API_KEY", "INVENT_API_KEY", "CHATSYNC_DATABASE", "COZMOX_BASE_URL", "INVENT_BASE_URL"):
+    os.environ.pop(_name, None)
+
+from flows.prefect_env import configure  # noqa: E402
+
+configure()
+
+import duckdb  # noqa: E402
+import pytest  # noqa: E402
+
+from flows.settings import Settings  # noqa: E402
+from simulator import Simulator, SimulatorServer  # noqa: E402
+
+API_KEY = "sim-key"
+# History ends a day ago, so that a lookback never reaches into it by accident.
+HISTORY_END = (datetime.now(timezone.utc) - timedelta(days=1)).replace(second=0, microsecond=0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_prefect_shutdown():
+    """Prefect says goodbye when the session ends, after pytest has closed the captured stdout."""
+    yield
+    import logging
+
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+
+
+@pytest.fixture(autouse=True)
+def _no_dotenv(tmp_path, monkeypatch):
+    """Tests run where no .env can leak settings in."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def sim_options() -> dict:
+    return {}
+
+
+@pytest.fixture
+def sim(sim_options) -> Simulator:
+    options = dict(seed=11, cozmox_chats=120, invent_chats=0, api_key=API_KEY, history_days=20,
+                   history_end=HISTORY_END, lag=timedelta(seconds=1))
+    options.update(sim_options)
+    return Simulator(**options)
+
+
+@pytest.fixture
+def server(sim):
+    with SimulatorServer(sim) as running:
+        yield running
+
+
+@pytest.fixture
+def settings(server, tmp_path) -> Settings:
+    return Settings(
+        database=str(tmp_path / "warehouse.duckdb"),
+        cozmox_base_url=server.cozmox_url,
+        cozmox_api_key=API_KEY,
+        invent_base_url=server.invent_url,
+        page_size=20,
+        safety_margin_seconds=0,
+        lookback_seconds=600,
+        timeout_seconds=5,
+        max_attempts=4,
+        retry_backoff_seconds=0.01,
+    )
+
+
+@pytest.fixture
+def cli_env(settings, monkeypatch):
+    """The same settings, as the environment the `chatsync` command reads."""
+    values = {
+        "CHATSYNC_DATABASE": settings.database,
+        "COZMOX_BASE_URL": settings.cozmox_base_url,
+        "COZMOX_API_KEY": API_KEY,
+        "INVENT_BASE_URL": settings.invent_base_url,
+        "CHATSYNC_PAGE_SIZE": str(settings.page_size),
+        "CHATSYNC_SAFETY_MARGIN_SECONDS": "0",
+        "CHATSYNC_MAX_ATTEMPTS": str(settings.max_attempts),
+        "CHATSYNC_RETRY_BACKOFF_SECONDS": "0.01",
+        "CHATSYNC_TIMEOUT_SECONDS": "5",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def query(database: str, sql: str, params: list | None = None) -> list[tuple]:
+    con = duckdb.connect(database, read_only=True)
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def parse_ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def expected_cozmox(sim: Simulator) -> dict[str, object]:
+    """What the warehouse must hold for the simulator's current Cozmox data."""
+    chats = sim.cozmox_chats()
+    messages = Counter()
+    costs = Counter()
+    for chat in chats:
+        lists = [chat.get("messages") or [], chat.get("output") or []]
+        if isinstance(chat.get("input"), list):
+            lists.append(chat["input"])
+        messages[chat["id"]] = sum(len(x) for x in lists)
+        costs[chat["id"]] = len(chat.get("costs") or [])
+    return {
+        "updated": {c["id"]: parse_ts(c["updatedAt"]) for c in chats},
+        "messages": messages,
+        "costs": costs,
+    }
+
+
+def assert_warehouse_matches(sim: Simulator, database: str) -> None:
+    """Every simulated chat is there once, at its current version, with exactly its children."""
+    want = expected_cozmox(sim)
+    got = dict(query(database, "select chat_id, updated_at from chats where source = 'cozmox' and deleted_at is null"))
+    missing = set(want["updated"]) - set(got)
+    extra = set(got) - set(want["updated"])
+    assert not missing, f"{len(missing)} chats missing, e.g. {sorted(missing)[:3]}"
+    assert not extra, f"{len(extra)} chats that the API does not have, e.g. {sorted(extra)[:3]}"
+    stale = [cid for cid, ts in want["updated"].items() if got[cid] != ts]
+    assert not stale, f"{len(stale)} chats at an old version, e.g. {stale[:3]}"
+    messages = Counter(dict(query(database, "select chat_id, count(*) from messages where source = 'cozmox' group by 1")))
+    assert +messages == +want["messages"]
+    costs = Counter(dict(query(database, "select chat_id, count(*) from costs where source = 'cozmox' group by 1")))
+    assert +costs == +want["costs"]
+
+
+def watermark(database: str, source: str = "cozmox") -> datetime | None:
+    rows = query(database, "select watermark from sync_state where source = ? and stream = 'chats'", [source])
+    return rows[0][0] if rows else None

@@ -1,0 +1,113 @@
+"""The `chatsync` command as users run it: the real Prefect flow, exit codes, what lands on stderr."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_warehouse_matches, query, watermark
+from flows.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_sync_runs_as_a_flow_and_status_reports_it(sim, settings, cli_env, capsys):
+    code, out, err = run(capsys, "sync")
+
+    assert (code, err) == (0, "")
+    assert "chatsync summary" in out and "cozmox" in out
+    assert_warehouse_matches(sim, settings.database)
+
+    code, out, err = run(capsys, "status")
+    assert (code, err) == (0, "")
+    mark = watermark(settings.database)
+    assert mark.isoformat() in out
+    assert "success" in out and "chats" in out
+
+
+def test_a_rejected_key_exits_non_zero_with_one_line_and_keeps_state(sim, settings, cli_env, capsys, monkeypatch):
+    assert run(capsys, "sync")[0] == 0
+    state_before = query(settings.database, "select * from sync_state")
+    sim.touch("cozmox", sim.cozmox_chats()[0]["id"])
+
+    monkeypatch.setenv("COZMOX_API_KEY", "wrong-key")
+    code, out, err = run(capsys, "sync")
+
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "cozmox" in lines[0] and "key was rejected" in lines[0] and "401" in lines[0]
+    assert "wrong-key" not in err + out
+    assert query(settings.database, "select * from sync_state") == state_before
+    last = query(settings.database, "select status, error from sync_runs order by started_at desc limit 1")[0]
+    assert last[0] == "failed" and "rejected" in last[1]
+
+
+def test_an_unreachable_api_names_the_source(settings, cli_env, capsys, monkeypatch):
+    monkeypatch.setenv("COZMOX_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("CHATSYNC_MAX_ATTEMPTS", "2")
+
+    code, _, err = run(capsys, "sync", "--source", "cozmox")
+
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith("chatsync: cozmox:") and "connect" in err
+    assert watermark(settings.database) is None
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["sync", "--source", "nowhere"], ["unknown source", "nowhere"]),
+        (["sync", "--no-such-option"], ["no such option"]),
+        (["sync", "--source", "invent"], ["invent", "no API key"]),
+    ],
+)
+def test_bad_options_get_one_plain_line(cli_env, capsys, argv, words):
+    code, _, err = run(capsys, *argv)
+    assert code != 0
+    assert err.count("\n") == 1, err
+    assert all(w.lower() in err.lower() for w in words), err
+
+
+def test_no_configured_source_is_an_error(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("COZMOX_API_KEY", raising=False)
+    code, _, err = run(capsys, "sync", "--database", str(tmp_path / "w.duckdb"))
+    assert code == 1 and "no source is configured" in err
+
+
+def test_a_dotenv_file_is_read(sim, server, tmp_path, capsys, monkeypatch):
+    (tmp_path / ".env").write_text(
+        f"COZMOX_BASE_URL={server.cozmox_url}\nCOZMOX_API_KEY=sim-key\n"
+        f"CHATSYNC_DATABASE={tmp_path / 'env.duckdb'}\nCHATSYNC_SAFETY_MARGIN_SECONDS=0\n"
+    )
+    for name in ("COZMOX_BASE_URL", "COZMOX_API_KEY", "CHATSYNC_DATABASE"):
+        monkeypatch.delenv(name, raising=False)
+
+    code, _, err = run(capsys, "sync")
+
+    assert (code, err) == (0, "")
+    assert_warehouse_matches(sim, str(tmp_path / "env.duckdb"))
+
+
+def test_the_installed_command_keeps_stderr_to_one_line(sim, settings, cli_env, tmp_path):
+    """The acceptance run drives the installed entry point; Prefect starts in that process."""
+    exe = shutil.which("chatsync", path=str(Path(sys.executable).parent)) or shutil.which("chatsync")
+    assert exe, "the chatsync command is not installed"
+    env = dict(os.environ, COZMOX_API_KEY="bad-key", PREFECT_HOME=str(tmp_path / "prefect"))
+
+    done = subprocess.run([exe, "sync", "--source", "cozmox"], env=env, capture_output=True, text=True, timeout=180)
+
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "cozmox" in done.stderr and "rejected" in done.stderr
+    assert "bad-key" not in done.stdout + done.stderr
+    assert watermark(settings.database) is None

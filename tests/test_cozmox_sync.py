@@ -1,0 +1,269 @@
+"""The Cozmox sync against the simulator over loopback HTTP, checked by reading the warehouse."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from conftest import HISTORY_END, assert_warehouse_matches, parse_ts, query, watermark
+from flows.pipeline import run_sync
+from simulator import Fault
+
+
+def sync(settings, **kwargs):
+    (summary,) = run_sync(settings, "cozmox", **kwargs)
+    return summary
+
+
+def table_snapshot(database: str) -> dict[str, list[tuple]]:
+    tables = {
+        "chats": "select chat_id, updated_at, raw::varchar, loaded_at from chats order by 1",
+        "messages": "select * from messages order by message_id",
+        "usage": "select * from usage order by message_id",
+        "costs": "select * from costs order by chat_id, seq",
+    }
+    return {name: query(database, sql) for name, sql in tables.items()}
+
+
+def test_full_sync_equals_the_api(sim, settings):
+    summary = sync(settings)
+
+    assert summary.status == "success", summary.error
+    assert summary.chats_upserted == len(sim.cozmox_chats())
+    assert_warehouse_matches(sim, settings.database)
+    assert watermark(settings.database) is not None
+    # 120 chats at 20 a page: the windows split, and nothing was read twice into the warehouse.
+    assert summary.requests > len(sim.cozmox_chats()) // settings.page_size
+    runs = query(settings.database, "select status, chats_upserted, messages_upserted from sync_runs")
+    assert runs == [("success", summary.chats_upserted, summary.messages_upserted)]
+
+
+def test_flattened_columns_follow_the_contract(sim, settings):
+    sync(settings)
+    chat = next(c for c in sim.cozmox_chats() if c.get("assistant") and c.get("costs"))
+    row = query(
+        settings.database,
+        "select org_id, assistant_id, title, cost, assistant_model, assistant_voice_provider,"
+        " raw->>'$.id' from chats where chat_id = ?",
+        [chat["id"]],
+    )[0]
+    assert row == (
+        chat["orgId"], chat["assistantId"], chat.get("name"), pytest.approx(chat["cost"]),
+        chat["assistant"]["model"]["model"], chat["assistant"]["voice"]["provider"], chat["id"],
+    )
+    first = chat["messages"][0]
+    message = query(
+        settings.database,
+        "select kind, seq, role, content, epoch_ms(created_at) from messages where message_id = ?",
+        [f"{chat['id']}:message:0"],
+    )
+    assert message == [("message", 0, first["role"], first["message"], first["time"])]
+    model_costs = [(i, c) for i, c in enumerate(chat["costs"]) if "promptTokens" in c]
+    usage = query(settings.database,
+                  "select message_id, input_tokens, output_tokens from usage where chat_id = ? order by 1",
+                  [chat["id"]])
+    assert usage == sorted((f"{chat['id']}:cost:{i}", c["promptTokens"], c["completionTokens"]) for i, c in model_costs)
+
+
+def test_incremental_sync_reads_only_what_changed(sim, settings):
+    sync(settings)
+    ids = [c["id"] for c in sim.cozmox_chats()]
+    for chat_id in ids[:5]:
+        sim.touch("cozmox", chat_id)
+    new = sim.add_chats("cozmox", 3)
+    sim.reset_requests()
+
+    summary = sync(settings)
+
+    assert summary.status == "success"
+    assert summary.chats_upserted == 8
+    assert summary.chats_fetched == 8
+    assert sim.request_count("cozmox") == summary.requests <= 2
+    assert_warehouse_matches(sim, settings.database)
+    assert set(new) <= {r[0] for r in query(settings.database, "select chat_id from chats")}
+
+
+def test_a_second_sync_with_no_changes_changes_nothing(sim, settings):
+    sync(settings)
+    before = table_snapshot(settings.database)
+    mark = watermark(settings.database)
+
+    summary = sync(settings)
+
+    assert summary.chats_upserted == 0 and summary.messages_upserted == 0
+    assert table_snapshot(settings.database) == before
+    assert watermark(settings.database) >= mark
+
+
+def test_ties_across_a_page_are_all_loaded(sim, settings):
+    """Three pages' worth of chats in one millisecond: no window split can separate them."""
+    instant = HISTORY_END - timedelta(hours=3)
+    tied = [c["id"] for c in sim.cozmox_chats()][: settings.page_size * 3 + 1]
+    for chat_id in tied:
+        sim.set_timestamp("cozmox", chat_id, instant)
+
+    summary = sync(settings)
+
+    assert summary.status == "success"
+    assert_warehouse_matches(sim, settings.database)
+    at_instant = query(settings.database, "select count(*) from chats where updated_at = ?", [instant])
+    assert at_instant == [(len(tied),)]
+
+
+def test_ties_at_the_watermark_are_loaded_by_the_next_run(sim, settings):
+    sync(settings)
+    mark = watermark(settings.database)
+    chats = [c["id"] for c in sim.cozmox_chats()]
+    # Committed late: exactly at the old watermark, and just before it.
+    sim.set_timestamp("cozmox", chats[0], mark)
+    sim.set_timestamp("cozmox", chats[1], mark - timedelta(milliseconds=1))
+    sim.touch("cozmox", chats[2])
+
+    summary = sync(settings)
+
+    assert summary.chats_upserted == 3
+    assert_warehouse_matches(sim, settings.database)
+
+
+@pytest.mark.parametrize("sim_options", [{"lag": timedelta(0)}])
+def test_chats_changing_while_the_sync_pages_are_all_present_after_the_next_run(sim, settings):
+    ids = [c["id"] for c in sorted(sim.cozmox_chats(), key=lambda c: c["createdAt"])]
+    touched = []
+
+    def churn(request):
+        # Early in the run, chats already read and chats not yet read both move past the run's end.
+        if request.source == "cozmox" and request.index in (4, 6, 8):
+            for chat_id in (ids[request.index], ids[-request.index]):
+                sim.touch("cozmox", chat_id)
+                touched.append(chat_id)
+
+    sim.on_request(churn)
+    first = sync(settings)
+    assert first.status == "success"
+    loaded = {r[0] for r in query(settings.database, "select chat_id from chats")}
+    assert set(ids) - set(touched) <= loaded, "a chat that never changed was skipped"
+
+    sim.on_request(lambda request: None)
+    second = sync(settings)
+    assert second.status == "success"
+    assert_warehouse_matches(sim, settings.database)
+
+
+def test_children_are_replaced_exactly(sim, settings):
+    sync(settings)
+    chat = next(c for c in sim.cozmox_chats() if len(c["messages"]) >= 3 and c.get("costs"))
+    kept = [dict(chat["messages"][0], message="edited")]
+    sim.replace_messages("cozmox", chat["id"], kept, output=[], costs=[])
+
+    sync(settings)
+
+    rows = query(settings.database, "select kind, seq, content from messages where chat_id = ?"
+                 " and kind in ('message', 'output') order by kind, seq", [chat["id"]])
+    assert rows == [("message", 0, "edited")]
+    assert query(settings.database, "select count(*) from costs where chat_id = ?", [chat["id"]]) == [(0,)]
+    assert query(settings.database, "select count(*) from usage where chat_id = ?", [chat["id"]]) == [(0,)]
+    assert_warehouse_matches(sim, settings.database)
+
+
+def test_retries_through_rate_limits_server_errors_and_drops(sim, settings):
+    sim.add_fault(Fault(kind="status", status=429, retry_after=0.01, times=2, source="cozmox"))
+    sim.add_fault(Fault(kind="status", status=503, times=2, source="cozmox", after=4))
+    sim.add_fault(Fault(kind="drop", times=1, source="cozmox", after=8))
+    sim.add_fault(Fault(kind="invalid_json", times=1, source="cozmox", after=10))
+    sim.add_fault(Fault(kind="no_results", times=1, source="cozmox", after=12))
+
+    summary = sync(settings)
+
+    assert summary.status == "success", summary.error
+    assert summary.retries >= 7
+    assert_warehouse_matches(sim, settings.database)
+    assert query(settings.database, "select retries from sync_runs") == [(summary.retries,)]
+
+
+def test_a_dead_api_fails_the_run_and_keeps_the_watermark(sim, settings):
+    sync(settings)
+    mark = watermark(settings.database)
+    sim.touch("cozmox", sim.cozmox_chats()[0]["id"])
+    sim.add_fault(Fault(kind="status", status=502, times=-1, source="cozmox"))
+
+    summary = sync(settings)
+
+    assert summary.status == "failed"
+    assert summary.error.startswith("cozmox:") and "502" in summary.error
+    assert summary.requests == settings.max_attempts
+    assert watermark(settings.database) == mark
+    assert query(settings.database, "select status, error from sync_runs order by started_at desc limit 1") == [
+        ("failed", summary.error)
+    ]
+
+
+def test_a_run_that_dies_midway_resumes_after_its_last_finished_window(sim, settings):
+    total = len(sim.cozmox_chats())
+    sim.add_fault(Fault(kind="status", status=500, times=-1, source="cozmox", after=6))
+    broken = sync(settings)
+    assert broken.status == "failed"
+    partial = watermark(settings.database)
+    assert partial is not None, "finished windows must commit their watermark"
+    loaded_before = query(settings.database, "select count(*) from chats")[0][0]
+    assert 0 < loaded_before < total
+
+    sim.clear_faults()
+    resumed = sync(settings)
+
+    assert resumed.status == "success"
+    assert resumed.chats_upserted == total - loaded_before
+    # Only chats from the lookback before the partial watermark are read again.
+    reread = sum(1 for c in sim.cozmox_chats()
+                 if partial - timedelta(seconds=settings.lookback_seconds) <= parse_ts(c["updatedAt"]) < partial)
+    assert resumed.chats_fetched == total - loaded_before + reread
+    assert_warehouse_matches(sim, settings.database)
+
+
+def test_a_malformed_record_is_rejected_and_the_rest_loads(sim, settings):
+    chats = sim.cozmox_chats()
+    bad_time, bad_list = chats[3]["id"], chats[4]["id"]
+    sim.corrupt("cozmox", bad_time, "createdAt", "yesterday-ish")
+    sim.corrupt("cozmox", bad_list, "messages", "not a list")
+
+    summary = sync(settings)
+
+    assert summary.status == "success"
+    assert summary.rejected == 2
+    rejected = query(settings.database, "select record_key, error, raw->>'$.id' from rejected_records order by 1")
+    assert [r[0] for r in rejected] == sorted([bad_time, bad_list])
+    assert all(r[1] for r in rejected) and [r[2] for r in rejected] == [r[0] for r in rejected]
+    loaded = {r[0] for r in query(settings.database, "select chat_id from chats")}
+    assert loaded == {c["id"] for c in chats} - {bad_time, bad_list}
+
+
+def test_a_full_refresh_rewrites_every_chat_and_keeps_the_watermark_forward(sim, settings):
+    sync(settings)
+    mark = watermark(settings.database)
+
+    summary = sync(settings, full_refresh=True)
+
+    assert summary.mode == "full_refresh"
+    assert summary.chats_upserted == len(sim.cozmox_chats())
+    assert watermark(settings.database) >= mark
+    assert_warehouse_matches(sim, settings.database)
+
+
+def test_an_interrupted_run_is_marked_when_the_next_one_starts(sim, settings):
+    from load.warehouse import Warehouse
+
+    with Warehouse(settings.database) as wh:
+        wh.start_run("cozmox", "incremental")  # as a killed process leaves it
+    sync(settings)
+    statuses = sorted(r[0] for r in query(settings.database, "select status from sync_runs"))
+    assert statuses == ["interrupted", "success"]
+
+
+def test_timestamps_are_utc_whatever_the_offset(sim, settings):
+    chat = sim.cozmox_chats()[0]
+    ts = parse_ts(chat["updatedAt"])
+    sim.corrupt("cozmox", chat["id"], "createdAt", ts.astimezone(timezone(timedelta(hours=5))).isoformat())
+    sync(settings)
+    created = query(settings.database, "select created_at from chats where chat_id = ?", [chat["id"]])[0][0]
+    assert created == ts and created.utcoffset() == timedelta(0)
+    assert datetime.now(timezone.utc) > created

@@ -1,0 +1,85 @@
+"""What both sources' transforms share: timestamps, the record model base, rejects."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Annotated, Any
+
+import orjson
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+# Python's datetime stops at year 9999 and DuckDB's TIMESTAMPTZ far beyond; a timestamp past
+# either is not a time anybody recorded.
+_MIN = datetime(1, 1, 2, tzinfo=timezone.utc)
+
+
+def _utc(value: Any) -> Any:
+    """Dates and naive date-times are taken as UTC; the APIs send both."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a timestamp")
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) == 10 and text[4] == "-" and text[7] == "-":
+            d = date.fromisoformat(text)
+            return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        parsed = datetime.fromisoformat(text)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    raise ValueError(f"not a timestamp: {value!r}")
+
+
+def _to_utc(value: Any) -> Any:
+    return _utc(value).astimezone(timezone.utc)
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_to_utc)]
+
+
+def epoch_ms(value: float | None) -> datetime | None:
+    """Epoch milliseconds as a UTC time; None where absent or outside the calendar."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromtimestamp(value / 1000.0, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+class Record(BaseModel):
+    """Validates only the fields the warehouse flattens; the rest rides along in `raw`."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def reason(exc: Exception) -> str:
+    """One line saying which fields were wrong and how."""
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(p) for p in err["loc"]) or "record"
+            parts.append(f"{where}: {err['msg']}")
+        more = exc.error_count() - 5
+        return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def rejected_row(source: str, stream: str, record: Any, index: int, error: str, received_at: datetime) -> dict:
+    key = record.get("id") if isinstance(record, dict) else None
+    record_key = str(key) if isinstance(key, (str, int)) and str(key) else f"#{index}"
+    return {
+        "source": source,
+        "stream": stream,
+        "record_key": record_key,
+        "received_at": received_at,
+        "error": error,
+        "raw": dumps(record),
+    }

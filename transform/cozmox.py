@@ -1,0 +1,175 @@
+"""Cozmox chats, as `GET /chat` returns them, into warehouse rows.
+
+A chat carries its messages, output, input and costs inline; messages have no id of their own,
+so a message is named by its chat, its list and its position (CONTRACT.md).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, StrictStr, field_validator
+
+from transform.batch import Batch
+from transform.common import Record, Timestamp, dumps, epoch_ms, reason, rejected_row
+
+SOURCE = "cozmox"
+
+
+class Turn(Record):
+    """An entry of `messages`, `output` or a list `input` (which says `content`, not `message`)."""
+
+    role: str | None = None
+    message: str | None = None
+    content: Any = None  # a string, or structured parts in newer payloads
+    time: float | None = None
+    seconds_from_start: float | None = Field(None, alias="secondsFromStart")
+
+
+class CostEntry(Record):
+    type: str | None = None
+    model: dict[str, Any] | str | None = None
+    prompt_tokens: int | None = Field(None, alias="promptTokens")
+    completion_tokens: int | None = Field(None, alias="completionTokens")
+    cost: float | None = None
+
+
+class Chat(Record):
+    id: StrictStr = Field(min_length=1)
+    org_id: str | None = Field(None, alias="orgId")
+    created_at: Timestamp | None = Field(None, alias="createdAt")
+    updated_at: Timestamp = Field(alias="updatedAt")
+    assistant_id: str | None = Field(None, alias="assistantId")
+    assistant: dict[str, Any] | None = None
+    name: str | None = None
+    status: str | None = None
+    session_id: str | None = Field(None, alias="sessionId")
+    previous_chat_id: str | None = Field(None, alias="previousChatId")
+    input: str | list[Turn] | None = None
+    messages: list[Turn] | None = None
+    output: list[Turn] | None = None
+    costs: list[CostEntry] | None = None
+    cost: float | None = None
+
+    @field_validator("messages", "output", "costs", mode="before")
+    @classmethod
+    def _null_list(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+def _nested(obj: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj if isinstance(obj, (str, int, float)) and not isinstance(obj, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _content(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return dumps(value)
+
+
+def chat_rows(chat: Chat, raw: dict, batch: Batch) -> None:
+    cid = chat.id
+    assistant = chat.assistant or {}
+    batch.chats.append(
+        {
+            "source": SOURCE,
+            "chat_id": cid,
+            "org_id": chat.org_id,
+            "assistant_id": chat.assistant_id,
+            "title": chat.name,
+            "status": chat.status,
+            "created_at": chat.created_at,
+            "updated_at": chat.updated_at,
+            "cost": chat.cost,
+            "session_id": chat.session_id,
+            "previous_chat_id": chat.previous_chat_id,
+            "assistant_model_provider": _text(_nested(assistant, "model", "provider")),
+            "assistant_model": _text(_nested(assistant, "model", "model")),
+            "assistant_voice_provider": _text(_nested(assistant, "voice", "provider")),
+            "assistant_voice_id": _text(_nested(assistant, "voice", "voiceId")),
+            "assistant_transcriber_provider": _text(_nested(assistant, "transcriber", "provider")),
+            "raw": dumps(raw),
+        }
+    )
+    lists: list[tuple[str, list[Turn]]] = [("message", chat.messages or []), ("output", chat.output or [])]
+    if isinstance(chat.input, list):
+        lists.append(("input", chat.input))
+    for kind, turns in lists:
+        for seq, turn in enumerate(turns):
+            batch.messages.append(
+                {
+                    "source": SOURCE,
+                    "message_id": f"{cid}:{kind}:{seq}",
+                    "chat_id": cid,
+                    "kind": kind,
+                    "seq": seq,
+                    "role": turn.role,
+                    "content": turn.message if turn.message is not None else _content(turn.content),
+                    "created_at": epoch_ms(turn.time),
+                    "seconds_from_start": turn.seconds_from_start,
+                }
+            )
+    for seq, entry in enumerate(chat.costs or []):
+        model = entry.model
+        model_name = _text(model.get("model")) if isinstance(model, dict) else model
+        provider = _text(model.get("provider")) if isinstance(model, dict) else None
+        batch.costs.append(
+            {
+                "source": SOURCE,
+                "chat_id": cid,
+                "seq": seq,
+                "type": entry.type,
+                "model": model_name,
+                "provider": provider,
+                "prompt_tokens": entry.prompt_tokens,
+                "completion_tokens": entry.completion_tokens,
+                "cost": entry.cost,
+                "raw": dumps(raw["costs"][seq]),
+            }
+        )
+        if entry.prompt_tokens is not None or entry.completion_tokens is not None:
+            total = (entry.prompt_tokens or 0) + (entry.completion_tokens or 0)
+            batch.usage.append(
+                {
+                    "source": SOURCE,
+                    "message_id": f"{cid}:cost:{seq}",
+                    "chat_id": cid,
+                    "created_at": chat.updated_at,
+                    "model": model_name,
+                    "input_tokens": entry.prompt_tokens,
+                    "output_tokens": entry.completion_tokens,
+                    "total_tokens": total,
+                }
+            )
+
+
+def flatten(records: list[Any], received_at: datetime) -> Batch:
+    """One page of chats into rows; a chat that cannot be read becomes a rejected record.
+
+    A page that names one chat twice keeps its newest copy, so the load sees each key once.
+    """
+    batch = Batch()
+    newest: dict[str, tuple[Chat, dict]] = {}
+    for index, raw in enumerate(records):
+        try:
+            if not isinstance(raw, dict):
+                raise ValueError(f"a chat must be a JSON object, not {type(raw).__name__}")
+            chat = Chat.model_validate(raw)
+        except Exception as exc:  # noqa: BLE001 - any unreadable record is kept, with why
+            batch.rejected.append(rejected_row(SOURCE, "chats", raw, index, reason(exc), received_at))
+            continue
+        held = newest.get(chat.id)
+        if held is None or chat.updated_at >= held[0].updated_at:
+            newest[chat.id] = (chat, raw)
+    for chat, raw in newest.values():
+        chat_rows(chat, raw, batch)
+    return batch
