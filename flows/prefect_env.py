@@ -15,6 +15,8 @@ DEFAULTS = {
     # A temporary server has no use for telemetry, and its heartbeat races the server's SQLite.
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_TASKS_DEFAULT_NO_CACHE": "true",
+    # The same code runs outside flows too (tests, scripts); its logs then stay local quietly.
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }
 
 
