@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     max_attempts: int = Field(6, ge=1, validation_alias=_env("CHATSYNC_MAX_ATTEMPTS"))
     retry_backoff_seconds: float = Field(0.5, ge=0, validation_alias=_env("CHATSYNC_RETRY_BACKOFF_SECONDS"))
 
+    # Invent needs a request per chat for its messages: how many at once, and at most how many a
+    # minute (the API allows about 500 per address; 0 lifts the limit, for the simulator).
+    invent_concurrency: int = Field(8, ge=1, le=64, validation_alias=_env("CHATSYNC_INVENT_CONCURRENCY"))
+    invent_requests_per_minute: float = Field(
+        450, ge=0, validation_alias=_env("CHATSYNC_INVENT_REQUESTS_PER_MINUTE")
+    )
+
     def api_key(self, source: str) -> str | None:
         return self.cozmox_api_key if source == "cozmox" else self.invent_api_key
 

@@ -16,7 +16,7 @@ import duckdb
 
 from transform.batch import Batch
 
-CHILD_TABLES = ("messages", "usage", "costs", "chat_members")
+CHILD_TABLES = ("messages", "usage", "costs", "chat_members", "message_files")
 
 
 class DatabaseError(Exception):
@@ -115,6 +115,16 @@ class Warehouse:
             """,
             [source, stream, watermark, now_utc()],
         )
+
+    def versions(self, source: str, chat_ids: list[str]) -> dict[str, datetime]:
+        """The updated-at held for each of these chats, to skip what has not moved."""
+        if not chat_ids:
+            return {}
+        rows = self.con.execute(
+            "select chat_id, updated_at from chats where source = ? and chat_id in (select unnest(?))",
+            [source, chat_ids],
+        ).fetchall()
+        return dict(rows)
 
     # -- runs -----------------------------------------------------------------------------
 

@@ -336,6 +336,14 @@ class Simulator:
                 rec.data[TIME_FIELDS[source][1]] = updated_at
                 rec.updated_us = parse_us(updated_at) or rec.updated_us
 
+    def misplace(self, source: str, chat_id: str, updated_at: datetime | str) -> None:
+        """Give a chat a new updated-at but leave it where it stood in the list order: an API
+        whose order is not quite the order it claims."""
+        with self.lock:
+            rec = self._chat(source, chat_id)
+            rec.data[TIME_FIELDS[source][1]] = iso_ms(self._at_ms(updated_at))
+            rec.parts = None
+
     # -- hooks, faults and the request log --------------------------------------------------
 
     def on_request(self, fn: Callable[[RequestInfo], None]) -> Callable[[RequestInfo], None]:

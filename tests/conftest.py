@@ -153,3 +153,35 @@ def assert_warehouse_matches(sim: Simulator, database: str) -> None:
 def watermark(database: str, source: str = "cozmox") -> datetime | None:
     rows = query(database, "select watermark from sync_state where source = ? and stream = 'chats'", [source])
     return rows[0][0] if rows else None
+
+
+@pytest.fixture
+def invent_settings(settings) -> Settings:
+    """Invent alone, with no request-rate limit: the simulator has none."""
+    return settings.model_copy(update={"cozmox_api_key": None, "invent_api_key": API_KEY,
+                                       "invent_requests_per_minute": 0})
+
+
+def expected_invent(sim: Simulator) -> dict[str, object]:
+    chats = sim.invent_chats()
+    messages = {c["id"]: sim.invent_messages(c["id"]) for c in chats}
+    return {
+        "updated": {c["id"]: parse_ts(c["updated_at"]) for c in chats},
+        "messages": Counter({cid: len(m) for cid, m in messages.items() if m}),
+        "usage": Counter({cid: n for cid, m in messages.items() if (n := sum(1 for x in m if x.get("usage")))}),
+        "members": Counter({c["id"]: len(c["members"]) for c in chats if c.get("members")}),
+    }
+
+
+def assert_invent_matches(sim: Simulator, database: str) -> None:
+    want = expected_invent(sim)
+    got = dict(query(database, "select chat_id, updated_at from chats where source = 'invent' and deleted_at is null"))
+    missing = set(want["updated"]) - set(got)
+    extra = set(got) - set(want["updated"])
+    assert not missing, f"{len(missing)} chats missing, e.g. {sorted(missing)[:3]}"
+    assert not extra, f"{len(extra)} chats that the API does not have, e.g. {sorted(extra)[:3]}"
+    stale = [cid for cid, ts in want["updated"].items() if got[cid] != ts]
+    assert not stale, f"{len(stale)} chats at an old version, e.g. {stale[:3]}"
+    for table, key in (("messages", "messages"), ("usage", "usage"), ("chat_members", "members")):
+        counts = Counter(dict(query(database, f"select chat_id, count(*) from {table} where source = 'invent' group by 1")))
+        assert +counts == +want[key], f"{table} differ"

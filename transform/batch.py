@@ -103,6 +103,22 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("contact_name", pa.string()),
         ]
     ),
+    "message_files": pa.schema(
+        [
+            ("source", pa.string()),
+            ("message_id", pa.string()),
+            ("chat_id", pa.string()),
+            ("part_seq", pa.int32()),
+            ("part_type", pa.string()),
+            ("file_id", pa.string()),
+            ("file_name", pa.string()),
+            ("file_size", pa.int64()),
+            ("mime_type", pa.string()),
+            ("file_url", pa.string()),
+            ("start_ms", pa.float64()),
+            ("end_ms", pa.float64()),
+        ]
+    ),
     "rejected_records": pa.schema(
         [
             ("source", pa.string()),
@@ -125,6 +141,7 @@ class Batch:
     usage: list[dict] = field(default_factory=list)
     costs: list[dict] = field(default_factory=list)
     chat_members: list[dict] = field(default_factory=list)
+    message_files: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
 
     def table(self, name: str) -> pa.Table:

@@ -1,0 +1,145 @@
+"""Invent chats, walked newest activity first, and their messages, a request per chat.
+
+The chat list has no updated-at filter: it is an inbox, newest activity first (assumed). An
+incremental run reads from the top and stops after a whole page older than where it must start.
+The order is checked, not trusted: a page out of order makes the walk go on to the end. Pages are
+ended by their length, never by the `pagination-count` header alone, which only reports progress
+and shows when chats vanished while the walk went on (then the walk steps back a page).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from extract.cozmox import _parse_time
+from extract.http import ApiClient, SourceAuthError, SourceError
+from extract.settings import (
+    INVENT_CHATS_PATH,
+    INVENT_COUNT_HEADER,
+    INVENT_MAX_TAKE,
+    INVENT_MESSAGES_PATH,
+)
+
+log = logging.getLogger("chatsync.extract")
+
+# A walk steps back this many times at most when chats vanish under it.
+_MAX_STEP_BACKS = 20
+
+
+@dataclass
+class ListPage:
+    records: list[Any]
+    number: int
+    count: int | None
+
+
+def _count(headers: Any) -> int | None:
+    try:
+        value = int(headers.get(INVENT_COUNT_HEADER, ""))
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _ids(records: list[Any]) -> list[Any]:
+    return [r.get("id") if isinstance(r, dict) else None for r in records]
+
+
+class InventChats:
+    def __init__(self, client: ApiClient, org_id: str, take: int = INVENT_MAX_TAKE, concurrency: int = 8) -> None:
+        self.client = client
+        self.path = INVENT_CHATS_PATH.format(org_id=org_id)
+        self.take = min(take, INVENT_MAX_TAKE)
+        self.concurrency = concurrency
+        self.out_of_order = False
+
+    def _page(self, number: int, previous: list[Any] | None) -> tuple[list[Any], int | None]:
+        def check(body: Any) -> str | None:
+            if not isinstance(body, list):
+                return "a chat list that is not a JSON array"
+            if previous and len(body) == len(previous) and _ids(body) == _ids(previous):
+                return "a repeat of the previous page"
+            return None
+
+        body, headers = self.client.get(self.path, {"page": number, "take": self.take}, check)
+        return body, _count(headers)
+
+    def walk(self, since: datetime | None) -> Iterator[ListPage]:
+        """Pages of chats, newest first, until a whole page lies before `since` (or the end)."""
+        number, previous, oldest_so_far, last_count, step_backs = 1, None, None, None, 0
+        while True:
+            records, count = self._page(number, previous)
+            times = [t for t in (_parse_time(r.get("updated_at")) if isinstance(r, dict) else None for r in records) if t]
+            if not self.out_of_order and (
+                any(a < b for a, b in zip(times, times[1:]))
+                or (oldest_so_far is not None and times and max(times) > oldest_so_far)
+            ):
+                self.out_of_order = True
+                log.warning("invent: page %d of the chat list is out of updated_at order; "
+                            "reading the whole list instead of stopping early", number)
+            yield ListPage(records, number, count)
+            if len(records) < self.take:
+                return
+            if (since is not None and not self.out_of_order and times and len(times) == len(records)
+                    and max(times) < since):
+                return
+            if count is not None and last_count is not None and count < last_count and step_backs < _MAX_STEP_BACKS:
+                # Chats vanished above us and the rest moved up: read the boundary again.
+                log.info("invent: the chat list shrank from %d to %d while paging; re-reading page %d",
+                         last_count, count, number)
+                step_backs += 1
+                previous, last_count, number = None, count, max(1, number - 1)
+                continue
+            if times:
+                oldest_so_far = min(times) if oldest_so_far is None else min(oldest_so_far, min(times))
+            previous, last_count, number = records, count if count is not None else last_count, number + 1
+
+    def messages(self, chat_id: str) -> list[Any]:
+        """Every message of one chat, oldest first, as the API pages them."""
+        path = INVENT_MESSAGES_PATH.format(chat_id=chat_id)
+        out: list[Any] = []
+        number, previous = 1, None
+        while True:
+            def check(body: Any, previous: list[Any] | None = previous) -> str | None:
+                if not isinstance(body, list):
+                    return "a message list that is not a JSON array"
+                if previous and _ids(body) == _ids(previous):
+                    return "a repeat of the previous page"
+                return None
+
+            body, _ = self.client.get(path, {"page": number, "take": self.take}, check)
+            out.extend(body)
+            if len(body) < self.take:
+                return out
+            previous, number = body, number + 1
+
+    def messages_of(self, chat_ids: list[str]) -> tuple[dict[str, list[Any]], dict[str, SourceError]]:
+        """Messages of many chats at once; a chat whose messages fail is reported, not fatal.
+
+        A rejected key is the same for every chat, so it stops the run instead.
+        """
+        found: dict[str, list[Any]] = {}
+        failed: dict[str, SourceError] = {}
+
+        def one(chat_id: str) -> tuple[str, list[Any] | SourceError]:
+            try:
+                return chat_id, self.messages(chat_id)
+            except SourceAuthError:
+                raise
+            except SourceError as exc:
+                return chat_id, exc
+
+        if not chat_ids:
+            return found, failed
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(chat_ids))) as pool:
+            for chat_id, result in pool.map(one, chat_ids):
+                if isinstance(result, SourceError):
+                    failed[chat_id] = result
+                else:
+                    found[chat_id] = result
+        return found, failed

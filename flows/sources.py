@@ -1,0 +1,68 @@
+"""Each source's path from API pages to row batches, and the watermark each batch completes.
+
+Cozmox is read in updated-at windows, oldest first, so every finished window is a safe
+watermark. Invent can only be walked newest first, so its watermark is written once, after the
+walk, and held back before any chat whose messages could not be read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from extract.cozmox import CozmoxChats
+from extract.http import ApiClient
+from extract.invent import InventChats
+from flows.settings import Settings
+from load.warehouse import Warehouse, now_utc
+from transform import cozmox, invent
+from transform.batch import Batch
+
+log = logging.getLogger("chatsync")
+
+
+@dataclass
+class Step:
+    """Rows to load together, and the watermark they complete (None: not yet one)."""
+
+    batch: Batch
+    fetched: int
+    watermark: datetime | None = None
+    deferred: dict[str, str] = field(default_factory=dict)  # chat id -> why it waits
+
+
+def cozmox_steps(client: ApiClient, settings: Settings, warehouse: Warehouse,
+                 start: datetime | None, end: datetime, force: bool) -> Iterator[Step]:
+    for page in CozmoxChats(client, settings.page_size).pages(start, end):
+        yield Step(cozmox.flatten(page.records, now_utc()), len(page.records),
+                   page.window_end if page.done else None)
+
+
+def invent_steps(client: ApiClient, settings: Settings, warehouse: Warehouse,
+                 start: datetime | None, end: datetime, force: bool) -> Iterator[Step]:
+    """Walks the chat list and fetches messages only for chats whose updated_at moved."""
+    reader = InventChats(client, settings.invent_org_id, take=settings.page_size,
+                         concurrency=settings.invent_concurrency)
+    held_back: list[datetime] = []
+    for page in reader.walk(start):
+        received = now_utc()
+        chats, rejected = invent.read_chats(page.records, received)
+        held = warehouse.versions("invent", [chat.id for chat, _ in chats])
+        changed = [(chat, raw) for chat, raw in chats
+                   if force or chat.id not in held or chat.updated_at > held[chat.id]]
+        messages, failed = reader.messages_of([chat.id for chat, _ in changed])
+        for chat, _ in changed:
+            if chat.id in failed:
+                held_back.append(chat.updated_at)
+        ready = [(chat, raw) for chat, raw in changed if chat.id in messages]
+        if page.count is not None:
+            log.debug("invent: page %d of %d", page.number, -(-page.count // reader.take))
+        yield Step(invent.flatten(ready, messages, received, rejected), len(page.records),
+                   deferred={chat_id: exc.cause for chat_id, exc in failed.items()})
+    # A chat left behind must come inside the next run's range again.
+    yield Step(Batch(), 0, min([end, *held_back]))
+
+
+STEPS = {"cozmox": cozmox_steps, "invent": invent_steps}

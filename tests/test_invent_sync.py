@@ -1,0 +1,206 @@
+"""The Invent sync against the simulator over loopback HTTP, checked by reading the warehouse."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from conftest import API_KEY, assert_invent_matches, assert_warehouse_matches, parse_ts, query, watermark
+from flows.pipeline import run_sync
+from simulator import Fault
+
+pytestmark = pytest.mark.parametrize("sim_options", [{"cozmox_chats": 30, "invent_chats": 100}])
+
+
+def sync(settings, **kwargs):
+    (summary,) = run_sync(settings, "invent", **kwargs)
+    return summary
+
+
+def newest_first(sim) -> list[str]:
+    return [c["id"] for c in sorted(sim.invent_chats(), key=lambda c: (c["updated_at"], c["id"]), reverse=True)]
+
+
+def test_full_sync_equals_the_api(sim, invent_settings):
+    summary = sync(invent_settings)
+
+    assert summary.status == "success", summary.error
+    assert summary.chats_upserted == 100
+    assert_invent_matches(sim, invent_settings.database)
+    # One list walk of 20-chat pages, then one messages request per chat (each under a page).
+    lists = sim.request_count("invent", path_contains="/orgs/")
+    assert lists == 6
+    assert sim.request_count("invent", path_contains="/messages") >= 100
+
+
+def test_flattened_columns(sim, invent_settings):
+    sync(invent_settings)
+    chat = next(c for c in sim.invent_chats() if c.get("state") and c["state"].get("assigned_user"))
+    row = query(invent_settings.database,
+                "select title, status, visibility, is_pinned, is_temporary, model, inbox_state,"
+                " assistant_id, assigned_user_id, raw->>'$.id' from chats where chat_id = ?", [chat["id"]])[0]
+    state = chat["state"]
+    assert row == (chat["title"], chat["status"], chat["visibility"], chat["pinned"], chat["temporary"],
+                   chat["model"], state["state"], state["assistant_id"], state["assigned_user"]["id"], chat["id"])
+    message = next(m for c in sim.invent_chats() for m in sim.invent_messages(c["id"]) if m.get("usage"))
+    text = "\n".join(p["text"] for part in message["messages"] for p in part["parts"] if p.get("text"))
+    got = query(invent_settings.database,
+                "select m.content, m.role, u.input_tokens, u.total_tokens from messages m"
+                " join usage u using (source, message_id) where message_id = ?", [message["id"]])
+    assert got == [(text, message["role"], message["usage"]["input_tokens"], message["usage"]["total_tokens"])]
+    files = sum(1 for c in sim.invent_chats() for m in sim.invent_messages(c["id"])
+                for part in m["messages"] for p in part["parts"] if p.get("audio"))
+    assert query(invent_settings.database, "select count(*) from message_files") == [(files,)]
+
+
+def test_incremental_reads_messages_only_for_changed_chats(sim, invent_settings):
+    sync(invent_settings)
+    touched = newest_first(sim)[40:43]
+    for chat_id in touched:
+        sim.touch("invent", chat_id, add_messages=2)
+    sim.reset_requests()
+
+    summary = sync(invent_settings)
+
+    assert summary.chats_upserted == 3
+    asked = {r.path for r in sim.requests if "/messages" in r.path}
+    assert asked == {f"/invent/chats/{chat_id}/messages" for chat_id in touched}
+    # The three moved to the top: page 1 holds them, page 2 lies wholly before the watermark.
+    assert sim.request_count("invent", path_contains="/orgs/") == 2
+    assert_invent_matches(sim, invent_settings.database)
+
+
+def test_a_second_run_with_no_changes_changes_nothing(sim, invent_settings):
+    sync(invent_settings)
+    sim.reset_requests()
+    summary = sync(invent_settings)
+    assert (summary.chats_upserted, summary.messages_upserted) == (0, 0)
+    assert sim.request_count("invent", path_contains="/messages") == 0
+
+
+def test_an_out_of_order_page_makes_the_walk_go_on(sim, invent_settings):
+    sync(invent_settings)
+    order = newest_first(sim)
+    for chat_id in order[:25]:
+        sim.touch("invent", chat_id)
+    now = datetime.now(timezone.utc) - timedelta(seconds=2)
+    # Pages 3 and 5 each hold a chat with new activity that the API left in its old place.
+    signal, hidden = order[50], order[90]
+    sim.misplace("invent", signal, now)
+    sim.misplace("invent", hidden, now)
+
+    summary = sync(invent_settings)
+
+    assert summary.status == "success"
+    got = dict(query(invent_settings.database, "select chat_id, updated_at from chats"))
+    assert got[signal] == got[hidden] == now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def test_ties_and_the_watermark_boundary(sim, invent_settings):
+    sync(invent_settings)
+    mark = watermark(invent_settings.database, "invent")
+    order = newest_first(sim)
+    for chat_id in order[10:35]:  # more than a page at one instant, right at the old watermark
+        sim.touch("invent", chat_id, at=mark)
+    sim.touch("invent", order[60], at=mark - timedelta(milliseconds=1))
+
+    summary = sync(invent_settings)
+
+    assert summary.chats_upserted == 26
+    assert_invent_matches(sim, invent_settings.database)
+
+
+def test_children_are_replaced_exactly(sim, invent_settings):
+    sync(invent_settings)
+    chat_id = next(c["id"] for c in sim.invent_chats() if len(sim.invent_messages(c["id"])) >= 3)
+    kept = sim.invent_messages(chat_id)[:1]
+    sim.replace_messages("invent", chat_id, kept)
+
+    sync(invent_settings)
+
+    assert query(invent_settings.database, "select message_id from messages where chat_id = ?", [chat_id]) == [
+        (kept[0]["id"],)
+    ]
+    assert_invent_matches(sim, invent_settings.database)
+
+
+def test_a_chat_whose_messages_fail_is_picked_up_by_the_next_run(sim, invent_settings):
+    order = newest_first(sim)
+    broken = order[30]
+    broken_at = parse_ts(sim.chat("invent", broken)["updated_at"])
+    sim.add_fault(Fault(kind="status", status=500, times=-1, source="invent", path_contains=f"/chats/{broken}/"))
+
+    first = sync(invent_settings)
+
+    assert first.status == "partial" and broken in first.error
+    held = {r[0] for r in query(invent_settings.database, "select chat_id from chats")}
+    assert held == set(order) - {broken}
+    assert watermark(invent_settings.database, "invent") <= broken_at
+
+    sim.clear_faults()
+    second = sync(invent_settings)
+
+    assert second.status == "success"
+    assert_invent_matches(sim, invent_settings.database)
+
+
+def test_retries_through_faults_on_lists_and_messages(sim, invent_settings):
+    sim.add_fault(Fault(kind="status", status=429, retry_after=0.01, times=2, source="invent", path_contains="/orgs/"))
+    sim.add_fault(Fault(kind="drop", times=2, source="invent", path_contains="/messages", after=5))
+    sim.add_fault(Fault(kind="status", status=503, times=2, source="invent", path_contains="/messages", after=20))
+    sim.add_fault(Fault(kind="repeat_page", times=1, source="invent", path_contains="/orgs/", after=3))
+    sim.add_fault(Fault(kind="lie_count", count_delta=-60, times=2, source="invent", path_contains="/orgs/", after=4))
+
+    summary = sync(invent_settings)
+
+    assert summary.status == "success", summary.error
+    assert summary.retries >= 7
+    assert_invent_matches(sim, invent_settings.database)
+
+
+def test_malformed_chats_and_messages_are_rejected_and_the_rest_loads(sim, invent_settings):
+    order = newest_first(sim)
+    bad_chat = order[5]
+    sim.corrupt("invent", bad_chat, "members", "nobody")
+    chat_with_bad_message = next(cid for cid in order[10:] if len(sim.invent_messages(cid)) >= 2)
+    bad_message = sim.invent_messages(chat_with_bad_message)[0]
+    sim.replace_messages("invent", chat_with_bad_message,
+                         [dict(bad_message, created_at="the day after")] + sim.invent_messages(chat_with_bad_message)[1:])
+
+    summary = sync(invent_settings)
+
+    assert summary.status == "success" and summary.rejected == 2
+    rejected = dict(query(invent_settings.database, "select stream, record_key from rejected_records"))
+    assert rejected == {"chats": bad_chat, "messages": f"{chat_with_bad_message}/{bad_message['id']}"}
+    held = {r[0] for r in query(invent_settings.database, "select chat_id from chats")}
+    assert held == set(order) - {bad_chat}
+    kept = query(invent_settings.database, "select count(*) from messages where chat_id = ?", [chat_with_bad_message])
+    assert kept == [(len(sim.invent_messages(chat_with_bad_message)) - 1,)]
+
+
+def test_bare_dates_parse_as_midnight_utc(sim, invent_settings):
+    chat_id = newest_first(sim)[7]
+    sim.corrupt("invent", chat_id, "created_at", "2024-02-29")
+    sync(invent_settings)
+    created = query(invent_settings.database, "select created_at from chats where chat_id = ?", [chat_id])[0][0]
+    assert created == datetime(2024, 2, 29, tzinfo=timezone.utc)
+
+
+def test_both_sources_in_one_run_and_one_failing_keeps_the_other(sim, invent_settings):
+    both = invent_settings.model_copy(update={"cozmox_api_key": API_KEY})
+    summaries = {s.source: s for s in run_sync(both)}
+    assert {s: x.status for s, x in summaries.items()} == {"cozmox": "success", "invent": "success"}
+    assert_warehouse_matches(sim, both.database)
+    assert_invent_matches(sim, both.database)
+
+    sim.touch("invent", newest_first(sim)[50])
+    sim.touch("cozmox", sim.cozmox_chats()[3]["id"])
+    cozmox_mark = watermark(both.database, "cozmox")
+    broken = both.model_copy(update={"cozmox_api_key": "wrong"})
+    summaries = {s.source: s for s in run_sync(broken)}
+
+    assert summaries["cozmox"].status == "failed" and "rejected" in summaries["cozmox"].error
+    assert summaries["invent"].status == "success"
+    assert watermark(both.database, "cozmox") == cozmox_mark
+    assert_invent_matches(sim, both.database)

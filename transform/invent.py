@@ -1,0 +1,272 @@
+"""Invent chats and their messages into warehouse rows.
+
+The chat list gives the chat, its members and its inbox state; the messages endpoint gives the
+messages, each with its parts (text, and files such as audio) and its token usage.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, StrictStr, field_validator
+
+from transform.batch import Batch
+from transform.common import Record, Timestamp, dumps, reason, rejected_row
+
+SOURCE = "invent"
+
+
+class Named(Record):
+    id: str | None = None
+    name: str | None = None
+
+
+class Contact(Record):
+    id: str | None = None
+    name: str | None = None
+
+
+class ContactChannel(Record):
+    id: str | None = None
+    channel_type: str | None = None
+    channel_id: str | None = None
+    contact: Contact | None = None
+
+
+class Member(Record):
+    id: str | None = None
+    role: str | None = None
+    user: Named | None = None
+    contact_channel: ContactChannel | None = None
+
+
+class InboxState(Record):
+    state: str | None = None
+    integration_id: str | None = None
+    assistant_id: str | None = None
+    ai_enabled: bool | None = None
+    assigned_user: Named | None = None
+    assigned_at: Timestamp | None = None
+
+
+class Chat(Record):
+    id: StrictStr = Field(min_length=1)
+    org_id: str | None = None
+    title: str | None = None
+    model: str | None = None
+    status: str | None = None
+    visibility: str | None = None
+    pinned: bool | None = None
+    temporary: bool | None = None
+    created_at: Timestamp | None = None
+    updated_at: Timestamp
+    members: list[Member] = []
+    state: InboxState | None = None
+
+    @field_validator("members", mode="before")
+    @classmethod
+    def _null_list(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+class File(Record):
+    id: str | None = None
+    file_filename: str | None = None
+    file_size: int | None = None
+    file_mimetype: str | None = None
+    file_url: str | None = None
+
+
+class Part(Record):
+    type: str | None = None
+    text: str | None = None
+    audio: File | None = None
+    start_timestamp: float | None = None
+    end_timestamp: float | None = None
+
+
+class Content(Record):
+    role: str | None = None
+    parts: list[Part] = []
+
+    @field_validator("parts", mode="before")
+    @classmethod
+    def _null_list(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+class Usage(Record):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    input_tokens_cache_read: int | None = None
+    input_tokens_cache_write: int | None = None
+
+
+class Message(Record):
+    id: StrictStr = Field(min_length=1)
+    role: str | None = None
+    model: str | None = None
+    status: str | None = None
+    created_at: Timestamp | None = None
+    messages: list[Content] = []
+    usage: Usage | None = None
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _null_list(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+def _chat_row(chat: Chat, raw: dict) -> dict:
+    state = chat.state or InboxState()
+    assigned = state.assigned_user or Named()
+    return {
+        "source": SOURCE,
+        "chat_id": chat.id,
+        "org_id": chat.org_id,
+        "assistant_id": state.assistant_id,
+        "title": chat.title,
+        "status": chat.status,
+        "created_at": chat.created_at,
+        "updated_at": chat.updated_at,
+        "cost": None,
+        "model": chat.model,
+        "visibility": chat.visibility,
+        "is_pinned": chat.pinned,
+        "is_temporary": chat.temporary,
+        "inbox_state": state.state,
+        "integration_id": state.integration_id,
+        "is_ai_enabled": state.ai_enabled,
+        "assigned_user_id": assigned.id,
+        "assigned_user_name": assigned.name,
+        "assigned_at": state.assigned_at,
+        "raw": dumps(raw),
+    }
+
+
+def _member_rows(chat: Chat, batch: Batch) -> None:
+    seen: set[str] = set()
+    for index, member in enumerate(chat.members):
+        channel = member.contact_channel or ContactChannel()
+        contact = channel.contact or Contact()
+        user = member.user or Named()
+        member_id = member.id or user.id or channel.id or f"#{index}"
+        if member_id in seen:
+            continue
+        seen.add(member_id)
+        batch.chat_members.append(
+            {
+                "source": SOURCE,
+                "chat_id": chat.id,
+                "member_id": member_id,
+                "role": member.role,
+                "user_id": user.id,
+                "user_name": user.name,
+                "channel_type": channel.channel_type,
+                "channel_id": channel.channel_id,
+                "contact_id": contact.id,
+                "contact_name": contact.name,
+            }
+        )
+
+
+def _message_rows(chat_id: str, messages: list[Message], batch: Batch) -> None:
+    ordered = sorted(messages, key=lambda m: (m.created_at is None, m.created_at or datetime.min, m.id))
+    for seq, message in enumerate(ordered):
+        parts = [p for content in message.messages for p in content.parts]
+        texts = [p.text for p in parts if p.text]
+        batch.messages.append(
+            {
+                "source": SOURCE,
+                "message_id": message.id,
+                "chat_id": chat_id,
+                "kind": "message",
+                "seq": seq,
+                "role": message.role,
+                "content": "\n".join(texts) if texts else None,
+                "created_at": message.created_at,
+                "model": message.model,
+                "status": message.status,
+            }
+        )
+        for part_seq, part in enumerate(parts):
+            if part.audio is not None:
+                batch.message_files.append(
+                    {
+                        "source": SOURCE,
+                        "message_id": message.id,
+                        "chat_id": chat_id,
+                        "part_seq": part_seq,
+                        "part_type": part.type,
+                        "file_id": part.audio.id,
+                        "file_name": part.audio.file_filename,
+                        "file_size": part.audio.file_size,
+                        "mime_type": part.audio.file_mimetype,
+                        "file_url": part.audio.file_url,
+                        "start_ms": part.start_timestamp,
+                        "end_ms": part.end_timestamp,
+                    }
+                )
+        if message.usage is not None:
+            u = message.usage
+            batch.usage.append(
+                {
+                    "source": SOURCE,
+                    "message_id": message.id,
+                    "chat_id": chat_id,
+                    "created_at": message.created_at,
+                    "model": message.model,
+                    "input_tokens": u.input_tokens,
+                    "output_tokens": u.output_tokens,
+                    "total_tokens": u.total_tokens,
+                    "reasoning_tokens": u.reasoning_tokens,
+                    "cached_input_tokens": u.cached_input_tokens,
+                    "cache_read_tokens": u.input_tokens_cache_read,
+                    "cache_write_tokens": u.input_tokens_cache_write,
+                }
+            )
+
+
+def read_chats(records: list[Any], received_at: datetime) -> tuple[list[tuple[Chat, dict]], list[dict]]:
+    """The readable chats of a list page (newest copy of each id) and the rejected rest."""
+    rejected = []
+    newest: dict[str, tuple[Chat, dict]] = {}
+    for index, raw in enumerate(records):
+        try:
+            if not isinstance(raw, dict):
+                raise ValueError(f"a chat must be a JSON object, not {type(raw).__name__}")
+            chat = Chat.model_validate(raw)
+        except Exception as exc:  # noqa: BLE001 - any unreadable record is kept, with why
+            rejected.append(rejected_row(SOURCE, "chats", raw, index, reason(exc), received_at))
+            continue
+        held = newest.get(chat.id)
+        if held is None or chat.updated_at >= held[0].updated_at:
+            newest[chat.id] = (chat, raw)
+    return list(newest.values()), rejected
+
+
+def flatten(chats: list[tuple[Chat, dict]], messages: dict[str, list[Any]], received_at: datetime,
+            rejected: list[dict] | None = None) -> Batch:
+    """Chats with their messages into rows; an unreadable message is rejected, its chat loads."""
+    batch = Batch(rejected=list(rejected or []))
+    for chat, raw in chats:
+        batch.chats.append(_chat_row(chat, raw))
+        _member_rows(chat, batch)
+        readable: dict[str, Message] = {}
+        for index, raw_message in enumerate(messages.get(chat.id, [])):
+            try:
+                if not isinstance(raw_message, dict):
+                    raise ValueError(f"a message must be a JSON object, not {type(raw_message).__name__}")
+                message = Message.model_validate(raw_message)
+            except Exception as exc:  # noqa: BLE001
+                row = rejected_row(SOURCE, "messages", raw_message, index, reason(exc), received_at)
+                row["record_key"] = f"{chat.id}/{row['record_key']}"
+                batch.rejected.append(row)
+                continue
+            readable[message.id] = message
+        _message_rows(chat.id, list(readable.values()), batch)
+    return batch
