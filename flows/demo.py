@@ -50,23 +50,30 @@ def run_demo(database: str, chats: int, out: Console) -> None:
 
     # The simulator's clock runs two minutes behind, as a replica might: the activity it makes
     # is then older than the sync's safety margin, and the second sync sees it at once.
-    sim = Simulator(seed=7, cozmox_chats=chats, invent_chats=0, api_key="demo-key", lag=timedelta(minutes=2))
+    invent_chats = max(1, chats // 4)
+    sim = Simulator(seed=7, cozmox_chats=chats, invent_chats=invent_chats, api_key="demo-key",
+                    lag=timedelta(minutes=2))
     with SimulatorServer(sim) as server:
-        os.environ["COZMOX_BASE_URL"] = server.cozmox_url
-        os.environ["COZMOX_API_KEY"] = "demo-key"
-        os.environ.pop("INVENT_API_KEY", None)
+        os.environ.update({
+            "COZMOX_BASE_URL": server.cozmox_url, "COZMOX_API_KEY": "demo-key",
+            "INVENT_BASE_URL": server.invent_url, "INVENT_API_KEY": "demo-key",
+            # The simulator has no rate limit to respect.
+            "CHATSYNC_INVENT_REQUESTS_PER_MINUTE": "0",
+        })
         settings = load_settings(database=database)
-        out.rule(f"1. full sync of {chats} simulated Cozmox chats from {server.cozmox_url}")
-        run_sync_flow("cozmox", False, settings)
+        out.rule(f"1. first sync: {chats} Cozmox and {invent_chats} Invent chats, simulated at {server.url}")
+        run_sync_flow(None, False, settings)
 
         rng = random.Random(7)
-        existing = [c["id"] for c in sim.cozmox_chats()]
-        changed = rng.sample(existing, k=max(1, len(existing) // 20))
-        for chat_id in changed:
-            sim.touch("cozmox", chat_id)
-        added = sim.add_chats("cozmox", max(1, chats // 40))
-        out.rule(f"2. {len(changed)} chats changed and {len(added)} arrived: incremental sync")
-        run_sync_flow("cozmox", False, settings)
+        changed = added = 0
+        for source in ("cozmox", "invent"):
+            existing = sim.chat_ids(source)
+            for chat_id in rng.sample(existing, k=max(1, len(existing) // 20)):
+                sim.touch(source, chat_id)
+                changed += 1
+            added += len(sim.add_chats(source, max(1, len(existing) // 40)))
+        out.rule(f"2. {changed} chats changed and {added} arrived: incremental sync")
+        run_sync_flow(None, False, settings)
     out.rule("3. what the warehouse answers")
     answer(database, out)
     out.print(f"\nThe warehouse is in [bold]{database}[/bold]; try: "

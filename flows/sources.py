@@ -58,7 +58,8 @@ def invent_steps(client: ApiClient, settings: Settings, warehouse: Warehouse,
                 held_back.append(chat.updated_at)
         ready = [(chat, raw) for chat, raw in changed if chat.id in messages]
         if page.count is not None:
-            log.debug("invent: page %d of %d", page.number, -(-page.count // reader.take))
+            log.info("invent: chat list page %d of %d, %d chats changed", page.number,
+                     max(1, -(-page.count // reader.take)), len(changed))
         yield Step(invent.flatten(ready, messages, received, rejected), len(page.records),
                    deferred={chat_id: exc.cause for chat_id, exc in failed.items()})
     # A chat left behind must come inside the next run's range again.

@@ -143,7 +143,7 @@ def chat_rows(chat: Chat, raw: dict, batch: Batch) -> None:
                     "source": SOURCE,
                     "message_id": f"{cid}:cost:{seq}",
                     "chat_id": cid,
-                    "created_at": chat.updated_at,
+                    "created_at": chat.created_at or chat.updated_at,
                     "model": model_name,
                     "input_tokens": entry.prompt_tokens,
                     "output_tokens": entry.completion_tokens,
