@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Optional
 
 from flows.prefect_env import configure
@@ -84,20 +85,40 @@ def _summary(summaries: list) -> None:
 
 
 def run_sync_flow(source: Optional[str], full_refresh: bool, settings: Settings) -> list:
-    from flows.pipeline import selected_sources
     from flows.sync_flow import sync_flow
+
+    _check_sources(settings, source)
+    state = sync_flow(source=source, database=settings.database, full_refresh=full_refresh, return_state=True)
+    return _outcome(state)
+
+
+def _check_sources(settings: Settings, source: Optional[str]) -> None:
+    """Fails fast, before Prefect starts, on a source that is unknown or has no key."""
+    from flows.pipeline import selected_sources
 
     try:
         selected_sources(settings, source)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    state = sync_flow(source=source, database=settings.database, full_refresh=full_refresh, return_state=True)
+
+
+def _outcome(state) -> list:  # noqa: ANN001 - a Prefect State
     summaries = state.result(raise_on_failure=False)
     if isinstance(summaries, list):
         _summary(summaries)
     if not state.is_completed():
         raise CommandError(state.message or "the sync failed")
     return summaries
+
+
+def run_backfill_flow(source: Optional[str], since: datetime, until: Optional[datetime], window: timedelta,
+                      settings: Settings) -> list:
+    from flows.sync_flow import backfill_flow
+
+    _check_sources(settings, source)
+    state = backfill_flow(since=since, until=until, source=source, window_seconds=window.total_seconds(),
+                          database=settings.database, return_state=True)
+    return _outcome(state)
 
 
 @app.command()
@@ -117,6 +138,53 @@ def sync(
         invent_base_url=invent_base_url, invent_api_key=invent_api_key, invent_org_id=invent_org_id,
     )
     run_sync_flow(source, full_refresh, settings)
+
+
+def parse_time(value: str, option: str) -> datetime:
+    """A date (midnight UTC) or an ISO date-time; naive ones are UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandError(f"{option}: {value!r} is not a date (YYYY-MM-DD) or an ISO date-time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def parse_duration(value: str, option: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    number, unit = value[:-1], value[-1:].lower()
+    try:
+        seconds = float(number) * units[unit]
+    except (KeyError, ValueError):
+        raise CommandError(f"{option}: {value!r} is not a duration such as 6h, 1d or 1w") from None
+    if seconds <= 0:
+        raise CommandError(f"{option}: the duration must be positive")
+    return timedelta(seconds=seconds)
+
+
+@app.command()
+def backfill(
+    since: Annotated[str, typer.Option("--since", help="Start of the updated-at range: a date or date-time (UTC).")],
+    until: Annotated[Optional[str], typer.Option("--until", help="End of the range, exclusive; default: now less the safety margin.")] = None,
+    source: Source = None,
+    window: Annotated[str, typer.Option("--window", help="Window size: 6h, 1d, 1w ...")] = "1d",
+    database: Database = None,
+    cozmox_base_url: CozmoxUrl = None,
+    cozmox_api_key: CozmoxKey = None,
+    invent_base_url: InventUrl = None,
+    invent_api_key: InventKey = None,
+    invent_org_id: InventOrg = None,
+) -> None:
+    """Loads an updated-at range in windows, resumably, without moving the incremental watermark."""
+    start = parse_time(since, "--since")
+    end = parse_time(until, "--until") if until else None
+    if end is not None and end <= start:
+        raise CommandError("--until must come after --since")
+    size = parse_duration(window, "--window")
+    settings = load_settings(
+        database=database, cozmox_base_url=cozmox_base_url, cozmox_api_key=cozmox_api_key,
+        invent_base_url=invent_base_url, invent_api_key=invent_api_key, invent_org_id=invent_org_id,
+    )
+    run_backfill_flow(source, start, end, size, settings)
 
 
 @app.command()

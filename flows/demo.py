@@ -1,7 +1,7 @@
 """`chatsync demo`: the whole pipeline against the built-in simulator, with no keys and no network.
 
-It serves a seeded simulator on a free loopback port, syncs everything, lets some chats change
-and new ones arrive, syncs again incrementally, and answers three questions from the warehouse,
+It serves a seeded simulator on a free loopback port, backfills its history in windows, lets some
+chats change and new ones arrive, syncs, and answers three questions from the warehouse,
 which it leaves behind for the user to query.
 """
 
@@ -45,7 +45,7 @@ def answer(database: str, out: Console) -> None:
 
 
 def run_demo(database: str, chats: int, out: Console) -> None:
-    from flows.cli import load_settings, run_sync_flow
+    from flows.cli import load_settings, run_backfill_flow, run_sync_flow
     from simulator import Simulator, SimulatorServer
 
     # The simulator's clock runs two minutes behind, as a replica might: the activity it makes
@@ -61,8 +61,8 @@ def run_demo(database: str, chats: int, out: Console) -> None:
             "CHATSYNC_INVENT_REQUESTS_PER_MINUTE": "0",
         })
         settings = load_settings(database=database)
-        out.rule(f"1. first sync: {chats} Cozmox and {invent_chats} Invent chats, simulated at {server.url}")
-        run_sync_flow(None, False, settings)
+        out.rule(f"1. backfill of {chats} Cozmox and {invent_chats} Invent chats, simulated at {server.url}")
+        run_backfill_flow(None, sim.history_start, None, timedelta(days=7), settings)
 
         rng = random.Random(7)
         changed = added = 0
@@ -72,7 +72,7 @@ def run_demo(database: str, chats: int, out: Console) -> None:
                 sim.touch(source, chat_id)
                 changed += 1
             added += len(sim.add_chats(source, max(1, len(existing) // 40)))
-        out.rule(f"2. {changed} chats changed and {added} arrived: incremental sync")
+        out.rule(f"2. {changed} chats changed and {added} arrived: sync (what is already held is not written again)")
         run_sync_flow(None, False, settings)
     out.rule("3. what the warehouse answers")
     answer(database, out)

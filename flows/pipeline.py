@@ -10,13 +10,16 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from extract.cozmox import floor_ms
 from extract.http import ApiClient, RetryPolicy, SourceError
 from flows.settings import SOURCES, Settings
-from flows.sources import STEPS
+from flows.sources import STEPS, Step, cozmox_steps, invent_range_steps
 from load.warehouse import Warehouse, now_utc
+from transform.batch import Batch
 
 log = logging.getLogger("chatsync")
 
@@ -63,53 +66,20 @@ def make_client(settings: Settings, source: str) -> ApiClient:
     )
 
 
-def sync_source(
-    settings: Settings,
-    warehouse: Warehouse,
-    source: str,
-    *,
-    full_refresh: bool = False,
-) -> SourceSummary:
-    """One incremental (or full) sync of one source, committed window by window.
+@contextmanager
+def recorded_run(settings: Settings, warehouse: Warehouse, source: str, mode: str) -> Iterator[tuple[SourceSummary, ApiClient]]:
+    """A `sync_runs` row and an API client around one source's run, whatever its outcome.
 
-    A source that cannot be read ends as a failed summary, its watermark where the last finished
-    window left it; anything else (a bug, a full disk) is recorded and raised.
-
-    The run's end is fixed when it starts, a safety margin before now, so chats updated while it
-    pages wait for the next run. It starts a lookback before the saved watermark and moves the
-    watermark to the end of each window in the same transaction as the window's rows.
+    A source that cannot be read ends as a failed summary; anything else (a bug, a full disk)
+    is recorded and raised.
     """
-    mode = "full_refresh" if full_refresh else "incremental"
     summary = SourceSummary(source, mode)
     summary.run_id = warehouse.start_run(source, mode)
     began = time.monotonic()
-    end = floor_ms(now_utc() - timedelta(seconds=settings.safety_margin_seconds))
-    saved = warehouse.watermark(source)
-    start = None if full_refresh or saved is None else saved - timedelta(seconds=settings.lookback_seconds)
-    summary.window_start, summary.window_end = start, end
-    log.info("%s: %s sync of chats updated %s to %s", source, mode,
-             start.isoformat() if start else "from the beginning", end.isoformat())
     client = make_client(settings, source)
-    deferred: dict[str, str] = {}
     try:
-        for step in STEPS[source](client, settings, warehouse, start, end, full_refresh):
-            result = warehouse.load(step.batch, source=source, run_id=summary.run_id,
-                                    watermark=step.watermark, force=full_refresh)
-            summary.chats_fetched += step.fetched
-            summary.chats_upserted += result.chats_upserted
-            summary.messages_upserted += result.messages_upserted
-            summary.rejected += result.rejected
-            deferred.update(step.deferred)
-            if result.rejected:
-                log.warning("%s: %d record(s) could not be read and went to rejected_records",
-                            source, result.rejected)
-        if deferred:
-            chat_id, cause = next(iter(deferred.items()))
-            summary.status = "partial"
-            summary.error = (f"{source}: the messages of {len(deferred)} chat(s) could not be read "
-                             f"(first {chat_id}: {cause}); the next run reads them again")
-            log.error("%s", summary.error)
-        else:
+        yield summary, client
+        if summary.status == "running":
             summary.status = "success"
     except SourceError as exc:
         summary.status, summary.error = "failed", str(exc)
@@ -122,10 +92,112 @@ def sync_source(
         summary.requests, summary.retries = client.stats.requests, client.stats.retries
         summary.seconds = round(time.monotonic() - began, 3)
         warehouse.finish_run(summary.run_id, summary.status, summary.counts(), summary.error)
-        log.info("%s: %s: fetched %d chats, upserted %d chats and %d messages, rejected %d, "
-                 "%d requests (%d retries) in %.1fs", source, summary.status, summary.chats_fetched,
+        log.info("%s: %s %s: fetched %d chats, upserted %d chats and %d messages, rejected %d, "
+                 "%d requests (%d retries) in %.1fs", source, mode, summary.status, summary.chats_fetched,
                  summary.chats_upserted, summary.messages_upserted, summary.rejected,
                  summary.requests, summary.retries, summary.seconds)
+
+
+def _load_steps(warehouse: Warehouse, summary: SourceSummary, steps: Iterator[Step], *,
+                force: bool = False, keep_watermark: bool = False) -> dict[str, str]:
+    """Loads each step; returns the chats left behind (id -> why)."""
+    deferred: dict[str, str] = {}
+    for step in steps:
+        result = warehouse.load(step.batch, source=summary.source, run_id=summary.run_id,
+                                watermark=None if keep_watermark else step.watermark, force=force)
+        summary.chats_fetched += step.fetched
+        summary.chats_upserted += result.chats_upserted
+        summary.messages_upserted += result.messages_upserted
+        summary.rejected += result.rejected
+        deferred.update(step.deferred)
+        if result.rejected:
+            log.warning("%s: %d record(s) could not be read and went to rejected_records",
+                        summary.source, result.rejected)
+    return deferred
+
+
+def _report_deferred(summary: SourceSummary, deferred: dict[str, str]) -> None:
+    if deferred:
+        chat_id, cause = next(iter(deferred.items()))
+        summary.status = "partial"
+        summary.error = (f"{summary.source}: the messages of {len(deferred)} chat(s) could not be read "
+                         f"(first {chat_id}: {cause}); the next run reads them again")
+        log.error("%s", summary.error)
+
+
+def sync_source(settings: Settings, warehouse: Warehouse, source: str, *, full_refresh: bool = False) -> SourceSummary:
+    """One incremental (or full) sync of one source.
+
+    The run's end is fixed when it starts, a safety margin before now, so chats updated while it
+    pages wait for the next run. It starts a lookback before the saved watermark; the watermark
+    moves in the same transaction as the rows it covers.
+    """
+    mode = "full_refresh" if full_refresh else "incremental"
+    with recorded_run(settings, warehouse, source, mode) as (summary, client):
+        end = floor_ms(now_utc() - timedelta(seconds=settings.safety_margin_seconds))
+        saved = warehouse.watermark(source)
+        start = None if full_refresh or saved is None else saved - timedelta(seconds=settings.lookback_seconds)
+        summary.window_start, summary.window_end = start, end
+        log.info("%s: %s sync of chats updated %s to %s", source, mode,
+                 start.isoformat() if start else "from the beginning", end.isoformat())
+        steps = STEPS[source](client, settings, warehouse, start, end, full_refresh)
+        _report_deferred(summary, _load_steps(warehouse, summary, steps, force=full_refresh))
+    return summary
+
+
+def backfill_windows(since: datetime, until: datetime, size: timedelta) -> list[tuple[datetime, datetime]]:
+    """[since, until) cut into windows of `size`, oldest first."""
+    bounds = []
+    start = since
+    while start < until:
+        bounds.append((start, min(start + size, until)))
+        start += size
+    return bounds
+
+
+WindowRunner = Callable[[str, Callable[[], None]], None]
+
+
+def _inline(name: str, work: Callable[[], None]) -> None:
+    work()
+
+
+def backfill_source(settings: Settings, warehouse: Warehouse, source: str, since: datetime,
+                    until: datetime | None = None, window: timedelta = timedelta(days=1),
+                    run_window: WindowRunner = _inline) -> SourceSummary:
+    """Loads chats updated in [since, until) window by window; the watermark is never touched.
+
+    Each finished window is recorded with its last rows, so a killed backfill resumes after it
+    and a finished one run again reads nothing. `run_window` lets the flow make each window a
+    Prefect task of its own.
+    """
+    until = until or floor_ms(now_utc() - timedelta(seconds=settings.safety_margin_seconds))
+    windows = backfill_windows(since, until, window)
+    with recorded_run(settings, warehouse, source, "backfill") as (summary, client):
+        summary.window_start, summary.window_end = since, until
+        todo = [w for w in windows if not warehouse.window_finished(source, *w)]
+        log.info("%s: backfill of %s to %s: %d windows, %d already finished", source,
+                 since.isoformat(), until.isoformat(), len(windows), len(windows) - len(todo))
+        if not todo:
+            return summary
+        deferred: dict[str, str] = {}
+        if source == "cozmox":
+            for start, end in todo:
+                def one(start: datetime = start, end: datetime = end) -> None:
+                    steps = cozmox_steps(client, settings, warehouse, start, end, False)
+                    deferred.update(_load_steps(warehouse, summary, steps, keep_watermark=True))
+                    warehouse.load(Batch(), source=source, run_id=summary.run_id, finished_window=(start, end))
+                run_window(f"{source} {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}", one)
+        else:
+            # The list can only be walked newest first: one walk covers every window.
+            def walk() -> None:
+                steps = invent_range_steps(client, settings, warehouse, since, until)
+                deferred.update(_load_steps(warehouse, summary, steps, keep_watermark=True))
+                # A chat left behind keeps every window open: the walk cannot place it in one.
+                for start, end in ([] if deferred else todo):
+                    warehouse.load(Batch(), source=source, run_id=summary.run_id, finished_window=(start, end))
+            run_window(f"{source} {since:%Y-%m-%d} to {until:%Y-%m-%d}", walk)
+        _report_deferred(summary, deferred)
     return summary
 
 
@@ -148,5 +220,14 @@ def run_sync(settings: Settings, source: str | None = None, *, full_refresh: boo
     with Warehouse(settings.database) as warehouse:
         return [
             sync_source(settings, warehouse, name, full_refresh=full_refresh)
+            for name in selected_sources(settings, source)
+        ]
+
+
+def run_backfill(settings: Settings, since: datetime, until: datetime | None = None, source: str | None = None,
+                 window: timedelta = timedelta(days=1)) -> list[SourceSummary]:
+    with Warehouse(settings.database) as warehouse:
+        return [
+            backfill_source(settings, warehouse, name, since, until, window)
             for name in selected_sources(settings, source)
         ]

@@ -42,13 +42,30 @@ def cozmox_steps(client: ApiClient, settings: Settings, warehouse: Warehouse,
 
 def invent_steps(client: ApiClient, settings: Settings, warehouse: Warehouse,
                  start: datetime | None, end: datetime, force: bool) -> Iterator[Step]:
-    """Walks the chat list and fetches messages only for chats whose updated_at moved."""
+    """Walks the chat list and fetches messages only for chats whose updated_at moved.
+
+    Chats updated at or after `end` are read too where the walk meets them: they are current,
+    and only a backfill (bounded on both sides) leaves them out.
+    """
+    return _invent_walk(client, settings, warehouse, start, None, force, end)
+
+
+def invent_range_steps(client: ApiClient, settings: Settings, warehouse: Warehouse,
+                       start: datetime, end: datetime) -> Iterator[Step]:
+    """Only the chats updated in [start, end): what a backfill asks for."""
+    return _invent_walk(client, settings, warehouse, start, end, False, end)
+
+
+def _invent_walk(client: ApiClient, settings: Settings, warehouse: Warehouse, start: datetime | None,
+                 until: datetime | None, force: bool, watermark: datetime) -> Iterator[Step]:
     reader = InventChats(client, settings.invent_org_id, take=settings.page_size,
                          concurrency=settings.invent_concurrency)
     held_back: list[datetime] = []
     for page in reader.walk(start):
         received = now_utc()
         chats, rejected = invent.read_chats(page.records, received)
+        if until is not None:
+            chats = [(chat, raw) for chat, raw in chats if start <= chat.updated_at < until]
         held = warehouse.versions("invent", [chat.id for chat, _ in chats])
         changed = [(chat, raw) for chat, raw in chats
                    if force or chat.id not in held or chat.updated_at > held[chat.id]]
@@ -63,7 +80,7 @@ def invent_steps(client: ApiClient, settings: Settings, warehouse: Warehouse,
         yield Step(invent.flatten(ready, messages, received, rejected), len(page.records),
                    deferred={chat_id: exc.cause for chat_id, exc in failed.items()})
     # A chat left behind must come inside the next run's range again.
-    yield Step(Batch(), 0, min([end, *held_back]))
+    yield Step(Batch(), 0, min([watermark, *held_back]))
 
 
 STEPS = {"cozmox": cozmox_steps, "invent": invent_steps}

@@ -126,6 +126,13 @@ class Warehouse:
         ).fetchall()
         return dict(rows)
 
+    def window_finished(self, source: str, start: datetime, end: datetime) -> bool:
+        """Whether one finished backfill window covers this one (window sizes may differ)."""
+        return bool(self.con.execute(
+            "select count(*) from backfill_windows where source = ? and window_start <= ? and window_end >= ?",
+            [source, start, end],
+        ).fetchone()[0])
+
     # -- runs -----------------------------------------------------------------------------
 
     def start_run(self, source: str, mode: str) -> str:
@@ -164,6 +171,7 @@ class Warehouse:
         source: str,
         run_id: str,
         watermark: datetime | None = None,
+        finished_window: tuple[datetime, datetime] | None = None,
         stream: str = "chats",
         force: bool = False,
     ) -> LoadResult:
@@ -178,7 +186,8 @@ class Warehouse:
         try:
             chats_upserted, messages_upserted = 0, 0
             if batch.chats:
-                con.register("batch_chats", batch.table("chats"))
+                chats = batch.table("chats")
+                con.register("batch_chats", chats)
                 op = ">=" if force else ">"
                 con.execute(
                     f"""
@@ -210,7 +219,7 @@ class Warehouse:
                                     " on r.source = c.source and r.chat_id = c.chat_id"
                                 ).fetchone()[0]
                             con.unregister("batch_rows")
-                    columns = ", ".join(batch.table("chats").column_names)
+                    columns = ", ".join(chats.column_names)
                     con.execute(
                         f"insert or replace into chats ({columns}, deleted_at, loaded_at)"
                         f" select {columns}, null, ? from changed",
@@ -231,6 +240,11 @@ class Warehouse:
                 con.unregister("batch_rejected")
             if watermark is not None:
                 self._advance_watermark(source, stream, watermark)
+            if finished_window is not None:
+                con.execute(
+                    "insert or replace into backfill_windows values (?, ?, ?, ?, ?)",
+                    [source, *finished_window, now_utc(), run_id],
+                )
             con.execute("commit")
         except Exception:
             con.execute("rollback")

@@ -6,12 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from conftest import assert_warehouse_matches, query, watermark
 from flows.cli import main
+from simulator import Fault
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -111,3 +113,49 @@ def test_the_installed_command_keeps_stderr_to_one_line(sim, settings, cli_env, 
     assert "cozmox" in done.stderr and "rejected" in done.stderr
     assert "bad-key" not in done.stdout + done.stderr
     assert watermark(settings.database) is None
+
+
+@pytest.mark.parametrize("sim_options", [{"cozmox_chats": 40, "invent_chats": 30}])
+def test_one_sync_command_loads_both_sources(sim, settings, cli_env, capsys, monkeypatch):
+    monkeypatch.setenv("INVENT_API_KEY", "sim-key")
+    monkeypatch.setenv("CHATSYNC_INVENT_REQUESTS_PER_MINUTE", "0")
+
+    code, out, err = run(capsys, "sync")
+
+    assert (code, err) == (0, "")
+    counts = dict(query(settings.database, "select source, count(*) from chats group by 1"))
+    assert counts == {"cozmox": 40, "invent": 30}
+    assert {s for (s,) in query(settings.database, "select source from sync_state")} == {"cozmox", "invent"}
+
+
+def test_status_shows_a_failed_runs_error(sim, settings, cli_env, capsys):
+    sim.add_fault(Fault(kind="status", status=503, times=-1, source="cozmox"))
+    code, _, err = run(capsys, "sync")
+    assert code == 1 and "503" in err
+
+    code, out, _ = run(capsys, "status")
+
+    assert code == 0
+    assert "failed" in out and "HTTP 503 from /chat" in out
+
+
+def test_backfill_command_and_bad_dates(sim, settings, cli_env, capsys):
+    since = (sim.history_start - timedelta(days=1)).date().isoformat()
+    code, out, err = run(capsys, "backfill", "--since", since, "--window", "1w")
+    assert (code, err) == (0, "")
+    assert_warehouse_matches(sim, settings.database)
+    assert watermark(settings.database) is None
+
+    for argv, words in ((["backfill", "--since", "last tuesday"], "--since"),
+                        (["backfill", "--since", "2024-01-01", "--window", "soon"], "--window"),
+                        (["backfill", "--since", "2024-01-02", "--until", "2024-01-01"], "--until")):
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and err.count("\n") == 1 and words in err
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    database = str(tmp_path / "demo.duckdb")
+    code, out, err = run(capsys, "demo", "--database", database, "--chats", "60")
+    assert (code, err) == (0, "")
+    assert "Cost and tokens per model" in out
+    assert query(database, "select count(*) > 0 from chats where source = 'invent'") == [(True,)]
