@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Annotated, Optional
 
 from flows.prefect_env import configure
@@ -185,6 +186,42 @@ def backfill(
         invent_base_url=invent_base_url, invent_api_key=invent_api_key, invent_org_id=invent_org_id,
     )
     run_backfill_flow(source, start, end, size, settings)
+
+
+@app.command()
+def serve(
+    cron: Annotated[Optional[str], typer.Option("--cron", help="When to sync, as a cron expression. [default: */15 * * * *]")] = None,
+    interval: Annotated[Optional[float], typer.Option("--interval", min=1, help="Or every this many seconds.")] = None,
+    source: Source = None,
+    database: Database = None,
+    cozmox_base_url: CozmoxUrl = None,
+    cozmox_api_key: CozmoxKey = None,
+    invent_base_url: InventUrl = None,
+    invent_api_key: InventKey = None,
+    invent_org_id: InventOrg = None,
+) -> None:
+    """Serves the sync as a scheduled Prefect deployment (with a local Prefect server if none is set)."""
+    import signal
+
+    from flows.serve import ServeError, serve as serve_deployment
+
+    if cron and interval:
+        raise CommandError("--cron and --interval: give one schedule, not both")
+    settings = load_settings(
+        database=database, cozmox_base_url=cozmox_base_url, cozmox_api_key=cozmox_api_key,
+        invent_base_url=invent_base_url, invent_api_key=invent_api_key, invent_org_id=invent_org_id,
+    )
+    _check_sources(settings, source)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        serve_deployment(out, source, str(Path(settings.database).resolve()) if not settings.database.startswith("md:") else settings.database, cron, interval)
+    except ServeError as exc:
+        raise CommandError(f"serve: {exc}") from None
+    out.print("Stopped serving.")
 
 
 @app.command()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from conftest import assert_warehouse_matches, query, watermark
@@ -159,3 +163,36 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert (code, err) == (0, "")
     assert "Cost and tokens per model" in out
     assert query(database, "select count(*) > 0 from chats where source = 'invent'") == [(True,)]
+
+
+def _runs(database: str) -> list[tuple]:
+    try:
+        return query(database, "select status from sync_runs")
+    except (duckdb.IOException, duckdb.CatalogException):
+        return []  # not created yet, or a scheduled run holds the file right now
+
+
+def test_serve_fires_a_scheduled_sync_and_stops_cleanly(sim, settings, cli_env, tmp_path):
+    """A real local Prefect server, a deployment every 3 s, stopped by SIGTERM as a service manager would."""
+    exe = shutil.which("chatsync", path=str(Path(sys.executable).parent)) or shutil.which("chatsync")
+    env = dict(os.environ, CHATSYNC_PREFECT_HOME=str(tmp_path / "prefect-home"),
+               PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1", PREFECT_RUNNER_POLL_FREQUENCY="1")
+    env.pop("PREFECT_API_URL", None)
+    served = subprocess.Popen([exe, "serve", "--interval", "3"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 150
+        while ("success",) not in _runs(settings.database):
+            assert served.poll() is None, served.communicate()
+            assert time.monotonic() < deadline, "no scheduled run synced in time"
+            time.sleep(0.5)
+    finally:
+        served.send_signal(signal.SIGTERM)
+        out, err = served.communicate(timeout=60)
+
+    assert served.returncode == 0, err
+    assert "UI at http://127.0.0.1:" in out
+    assert_warehouse_matches(sim, settings.database)
+    port = int(out.split("UI at http://127.0.0.1:")[1].split()[0])
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
