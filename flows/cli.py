@@ -22,6 +22,7 @@ from typer._click.exceptions import ClickException  # noqa: E402  (typer vendors
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from flows.progress import live  # noqa: E402
 from flows.settings import SOURCES, Settings  # noqa: E402
 
 app = typer.Typer(
@@ -89,7 +90,8 @@ def run_sync_flow(source: Optional[str], full_refresh: bool, settings: Settings)
     from flows.sync_flow import sync_flow
 
     _check_sources(settings, source)
-    state = sync_flow(source=source, database=settings.database, full_refresh=full_refresh, return_state=True)
+    with live(out):
+        state = sync_flow(source=source, database=settings.database, full_refresh=full_refresh, return_state=True)
     return _outcome(state)
 
 
@@ -117,8 +119,9 @@ def run_backfill_flow(source: Optional[str], since: datetime, until: Optional[da
     from flows.sync_flow import backfill_flow
 
     _check_sources(settings, source)
-    state = backfill_flow(since=since, until=until, source=source, window_seconds=window.total_seconds(),
-                          database=settings.database, return_state=True)
+    with live(out):
+        state = backfill_flow(since=since, until=until, source=source, window_seconds=window.total_seconds(),
+                              database=settings.database, return_state=True)
     return _outcome(state)
 
 

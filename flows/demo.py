@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from rich.console import Console
@@ -44,6 +46,21 @@ def answer(database: str, out: Console) -> None:
             out.print(table)
 
 
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """The demo's settings for the flows it runs, and the caller's environment back after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def run_demo(database: str, chats: int, out: Console) -> None:
     from flows.cli import load_settings, run_backfill_flow, run_sync_flow
     from simulator import Simulator, SimulatorServer
@@ -53,13 +70,12 @@ def run_demo(database: str, chats: int, out: Console) -> None:
     invent_chats = max(1, chats // 4)
     sim = Simulator(seed=7, cozmox_chats=chats, invent_chats=invent_chats, api_key="demo-key",
                     lag=timedelta(minutes=2))
-    with SimulatorServer(sim) as server:
-        os.environ.update({
-            "COZMOX_BASE_URL": server.cozmox_url, "COZMOX_API_KEY": "demo-key",
-            "INVENT_BASE_URL": server.invent_url, "INVENT_API_KEY": "demo-key",
-            # The simulator has no rate limit to respect.
-            "CHATSYNC_INVENT_REQUESTS_PER_MINUTE": "0",
-        })
+    with SimulatorServer(sim) as server, _environment(
+        COZMOX_BASE_URL=server.cozmox_url, COZMOX_API_KEY="demo-key",
+        INVENT_BASE_URL=server.invent_url, INVENT_API_KEY="demo-key",
+        # The simulator has no rate limit to respect.
+        CHATSYNC_INVENT_REQUESTS_PER_MINUTE="0", CHATSYNC_DATABASE=database,
+    ):
         settings = load_settings(database=database)
         out.rule(f"1. backfill of {chats} Cozmox and {invent_chats} Invent chats, simulated at {server.url}")
         run_backfill_flow(None, sim.history_start, None, timedelta(days=7), settings)

@@ -16,6 +16,7 @@ from typing import Any
 
 from extract.cozmox import floor_ms
 from extract.http import ApiClient, RetryPolicy, SourceError
+from flows.progress import reporter
 from flows.settings import SOURCES, Settings
 from flows.sources import STEPS, Step, cozmox_steps, invent_range_steps
 from load.warehouse import Warehouse, now_utc
@@ -75,6 +76,7 @@ def recorded_run(settings: Settings, warehouse: Warehouse, source: str, mode: st
     """
     summary = SourceSummary(source, mode)
     summary.run_id = warehouse.start_run(source, mode)
+    reporter().start(source)
     began = time.monotonic()
     client = make_client(settings, source)
     try:
@@ -105,6 +107,7 @@ def _load_steps(warehouse: Warehouse, summary: SourceSummary, steps: Iterator[St
     for step in steps:
         result = warehouse.load(step.batch, source=summary.source, run_id=summary.run_id,
                                 watermark=None if keep_watermark else step.watermark, force=force)
+        reporter().advance(summary.source, step.fetched, result.messages_upserted)
         summary.chats_fetched += step.fetched
         summary.chats_upserted += result.chats_upserted
         summary.messages_upserted += result.messages_upserted

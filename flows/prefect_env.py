@@ -14,6 +14,7 @@ DEFAULTS = {
     "PREFECT_LOGGING_EXTRA_LOGGERS": "chatsync",
     # A temporary server has no use for telemetry, and its heartbeat races the server's SQLite.
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
     "PREFECT_TASKS_DEFAULT_NO_CACHE": "true",
     # The same code runs outside flows too (tests, scripts); its logs then stay local quietly.
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",

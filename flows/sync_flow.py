@@ -41,6 +41,12 @@ def summary_table(summaries: list[SourceSummary]) -> list[dict]:
     ]
 
 
+def flow_settings(database: str | None, invent_org_id: str | None) -> Settings:
+    """Settings from the run's environment; a deployment may name the database and the org."""
+    overrides = {k: v for k, v in (("database", database), ("invent_org_id", invent_org_id)) if v}
+    return Settings(**overrides)
+
+
 def _finish(summaries: list[SourceSummary], key: str, description: str) -> State:
     create_table_artifact(key=key, table=summary_table(summaries), description=description)
     failed = [s for s in summaries if s.status != "success"]
@@ -50,7 +56,8 @@ def _finish(summaries: list[SourceSummary], key: str, description: str) -> State
 
 
 @flow(name="chatsync-sync")
-def sync_flow(source: str | None = None, database: str | None = None, full_refresh: bool = False) -> State:
+def sync_flow(source: str | None = None, database: str | None = None, full_refresh: bool = False,
+              invent_org_id: str | None = None) -> State:
     """Syncs every configured source (or one) into the warehouse.
 
     Settings come from the environment inside the run, never as parameters, so that API keys
@@ -58,7 +65,7 @@ def sync_flow(source: str | None = None, database: str | None = None, full_refre
     any source failed; the sources that worked keep what they loaded.
     """
     logger = get_run_logger()
-    settings = Settings(database=database) if database else Settings()
+    settings = flow_settings(database, invent_org_id)
     try:
         with Warehouse(settings.database) as warehouse:
             summaries = [
@@ -78,9 +85,10 @@ def backfill_window_task(work) -> None:  # noqa: ANN001 - a closure over the run
 
 @flow(name="chatsync-backfill")
 def backfill_flow(since: datetime, until: datetime | None = None, source: str | None = None,
-                  window_seconds: float = 86400, database: str | None = None) -> State:
+                  window_seconds: float = 86400, database: str | None = None,
+                  invent_org_id: str | None = None) -> State:
     """Loads an updated-at range in windows, each a task of its own; the watermark stays put."""
-    settings = Settings(database=database) if database else Settings()
+    settings = flow_settings(database, invent_org_id)
 
     def run_window(name: str, work) -> None:  # noqa: ANN001
         backfill_window_task.with_options(task_run_name=name)(work)

@@ -45,8 +45,13 @@ def _quiet_prefect_shutdown():
 
 @pytest.fixture(autouse=True)
 def _no_dotenv(tmp_path, monkeypatch):
-    """Tests run where no .env can leak settings in."""
+    """Tests run where no .env can leak settings in, and leave the environment as they found it
+    (the command writes its options into the environment for the flows it starts)."""
     monkeypatch.chdir(tmp_path)
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture
