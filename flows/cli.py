@@ -228,6 +228,42 @@ def serve(
 
 
 @app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="One SQL statement, e.g. \"select * from daily_spend limit 10\".")],
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    database: Database = None,
+) -> None:
+    """Answers one SQL query from the warehouse."""
+    import duckdb
+
+    from flows.query import FORMATS, run_query
+
+    if fmt not in FORMATS:
+        raise CommandError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    settings = load_settings(database=database)
+    try:
+        run_query(settings.database, sql, fmt, out)
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CommandError(f"query: {first}") from None
+
+
+@app.command()
+def export(
+    directory: Annotated[str, typer.Argument(help="Folder to write one file per table into.")],
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    database: Database = None,
+) -> None:
+    """Writes every table as Parquet (or CSV), for other engines."""
+    from flows.query import export as export_tables
+
+    if fmt not in ("parquet", "csv"):
+        raise CommandError(f"--format: {fmt!r} is not parquet or csv")
+    paths = export_tables(load_settings(database=database).database, directory, fmt)
+    out.print(f"Wrote {len(paths)} tables to {directory}")
+
+
+@app.command()
 def status(database: Database = None) -> None:
     """Watermarks, the last runs and their counts, table sizes."""
     from flows.status import print_status

@@ -19,18 +19,16 @@ from rich.table import Table
 from load.warehouse import Warehouse
 
 QUESTIONS = {
-    "Cost and tokens per model": """
-        select model, count(distinct chat_id) as chats, sum(prompt_tokens) as prompt_tokens,
-               sum(completion_tokens) as completion_tokens, round(sum(cost), 2) as cost
-        from costs where model is not null group by model order by cost desc""",
-    "Spend per assistant": """
-        select assistant_id, count(*) as chats, round(sum(cost), 2) as cost,
-               round(avg(cost), 4) as cost_per_chat
-        from chats group by assistant_id order by cost desc limit 6""",
-    "Chats and messages per day (last 7 days)": """
-        select c.updated_at::date as day, count(distinct c.chat_id) as chats, count(m.message_id) as messages
-        from chats c left join messages m using (source, chat_id)
-        group by day order by day desc limit 7""",
+    "Top models by spend (both sources)": """
+        select spend_rank, source, model, chats, total_tokens, round(cost, 2) as cost
+        from model_spend order by spend_rank limit 8""",
+    "Top assistants by spend": """
+        select spend_rank, source, assistant_id, chats, total_tokens, round(cost, 2) as cost
+        from assistant_spend order by spend_rank limit 5""",
+    "Chats per day, by source and channel (last 5 days)": """
+        select day, source, coalesce(channel, '-') as channel, sum(chats) as chats,
+               sum(messages) as messages, round(avg(avg_duration_seconds)) as avg_seconds
+        from daily_chats where day > current_date - 5 group by all order by day desc, source, channel""",
 }
 
 

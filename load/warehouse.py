@@ -226,6 +226,7 @@ class Warehouse:
                         [now_utc()],
                     )
                 con.unregister("batch_chats")
+                con.execute("drop table changed")
             if batch.rejected:
                 con.register("batch_rejected", batch.table("rejected_records"))
                 con.execute(

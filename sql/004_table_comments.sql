@@ -1,0 +1,142 @@
+-- What each table and column means, kept in the database itself so that docs/schema.md, which
+-- is generated from it, cannot drift from what is there.
+
+comment on table chats is 'One row per chat and source, as last loaded. Rows are never deleted: a chat gone upstream gets deleted_at.';
+comment on column chats.source is '''cozmox'' or ''invent''.';
+comment on column chats.chat_id is 'The chat''s id in its source.';
+comment on column chats.org_id is 'The organisation the chat belongs to.';
+comment on column chats.assistant_id is 'The assistant that ran the chat (Invent: from the inbox state).';
+comment on column chats.title is 'Cozmox name or Invent title.';
+comment on column chats.status is 'Invent: RUNNING, COMPLETED, FAILED or CANCELED; Cozmox: as sent, usually NULL.';
+comment on column chats.created_at is 'When the chat was created (UTC).';
+comment on column chats.updated_at is 'When the chat last changed upstream (UTC): what incremental syncs follow.';
+comment on column chats.cost is 'Cozmox total cost of the chat; NULL where the source has none.';
+comment on column chats.deleted_at is 'When a reconcile found the chat gone upstream; NULL while it exists.';
+comment on column chats.session_id is 'Cozmox session the chat belongs to.';
+comment on column chats.previous_chat_id is 'Cozmox chat this one continues.';
+comment on column chats.assistant_model_provider is 'Cozmox: the embedded assistant''s model provider.';
+comment on column chats.assistant_model is 'Cozmox: the embedded assistant''s model.';
+comment on column chats.assistant_voice_provider is 'Cozmox: the embedded assistant''s voice provider.';
+comment on column chats.assistant_voice_id is 'Cozmox: the embedded assistant''s voice.';
+comment on column chats.assistant_transcriber_provider is 'Cozmox: the embedded assistant''s transcriber provider.';
+comment on column chats.model is 'Invent: the chat''s model.';
+comment on column chats.visibility is 'Invent: PRIVATE, PUBLIC_READ or PUBLIC_WRITE.';
+comment on column chats.is_pinned is 'Invent: pinned in the inbox.';
+comment on column chats.is_temporary is 'Invent: deleted upstream 24 hours after its last activity.';
+comment on column chats.inbox_state is 'Invent: OPEN, SNOOZED or CLOSED.';
+comment on column chats.integration_id is 'Invent: the integration the chat came through.';
+comment on column chats.is_ai_enabled is 'Invent: whether the assistant answers in this chat.';
+comment on column chats.assigned_user_id is 'Invent: the person the chat is assigned to.';
+comment on column chats.assigned_user_name is 'Invent: that person''s name.';
+comment on column chats.assigned_at is 'Invent: when it was assigned.';
+comment on column chats.loaded_at is 'When chatsync last wrote the row.';
+comment on column chats.raw is 'The chat exactly as the API sent it (JSON).';
+
+comment on table messages is 'One row per message. Cozmox: each entry of a chat''s messages, output and list input; Invent: each message of the messages endpoint.';
+comment on column messages.source is '''cozmox'' or ''invent''.';
+comment on column messages.message_id is 'Cozmox: chat_id:kind:seq; Invent: the message id.';
+comment on column messages.chat_id is 'The chat the message belongs to.';
+comment on column messages.kind is 'message, output or input (Cozmox lists); Invent: message.';
+comment on column messages.seq is 'Position in its list (Invent: in the chat, by creation time).';
+comment on column messages.role is 'Who spoke: user, assistant, system, tool, ...';
+comment on column messages.content is 'The text (Invent: the text of its parts, joined by newlines).';
+comment on column messages.created_at is 'When it was said (Cozmox: from time, epoch milliseconds).';
+comment on column messages.seconds_from_start is 'Cozmox: seconds since the chat started.';
+comment on column messages.model is 'Invent: the model that produced it.';
+comment on column messages.status is 'Invent: the message status.';
+
+comment on table usage is 'Token usage. Invent: one row per message that has usage; Cozmox: one row per cost entry with token counts.';
+comment on column usage.source is '''cozmox'' or ''invent''.';
+comment on column usage.message_id is 'Invent: the message id; Cozmox: chat_id:cost:seq.';
+comment on column usage.chat_id is 'The chat.';
+comment on column usage.created_at is 'Invent: when the message was created; Cozmox: when the chat was.';
+comment on column usage.model is 'The model that used the tokens.';
+comment on column usage.input_tokens is 'Input (prompt) tokens.';
+comment on column usage.output_tokens is 'Output (completion) tokens.';
+comment on column usage.total_tokens is 'Total tokens.';
+comment on column usage.reasoning_tokens is 'Reasoning tokens (part of the output).';
+comment on column usage.cached_input_tokens is 'Input tokens served from a cache.';
+comment on column usage.cache_read_tokens is 'Invent, newer payloads: input tokens read from the cache.';
+comment on column usage.cache_write_tokens is 'Invent, newer payloads: input tokens written to the cache.';
+
+comment on table costs is 'Cozmox: one row per entry of a chat''s costs.';
+comment on column costs.source is '''cozmox''.';
+comment on column costs.chat_id is 'The chat.';
+comment on column costs.seq is 'Position in the chat''s costs list.';
+comment on column costs.type is 'model, transcriber, voice, ...';
+comment on column costs.model is 'The model name (model.model when the entry''s model is an object).';
+comment on column costs.provider is 'The model''s provider, where the entry names one.';
+comment on column costs.prompt_tokens is 'promptTokens.';
+comment on column costs.completion_tokens is 'completionTokens.';
+comment on column costs.cost is 'Cost of the entry.';
+comment on column costs.raw is 'The entry as sent: other cost types carry other fields (JSON).';
+
+comment on table chat_members is 'Invent: the members of a chat, a user or a contact on a channel.';
+comment on column chat_members.source is '''invent''.';
+comment on column chat_members.chat_id is 'The chat.';
+comment on column chat_members.member_id is 'The member id.';
+comment on column chat_members.role is 'ADMIN or MEMBER.';
+comment on column chat_members.user_id is 'The user, for a member who is a user.';
+comment on column chat_members.user_name is 'That user''s name.';
+comment on column chat_members.channel_type is 'The contact channel: internal, whatsapp_bot, instagram_dm, slack_bot, telegram_bot, gmail, ...';
+comment on column chat_members.channel_id is 'The contact''s id on that channel (a phone number, a handle).';
+comment on column chat_members.contact_id is 'The contact.';
+comment on column chat_members.contact_name is 'The contact''s name.';
+
+comment on table message_files is 'Files carried by message parts (Invent audio and attachments).';
+comment on column message_files.source is '''invent''.';
+comment on column message_files.message_id is 'The message.';
+comment on column message_files.chat_id is 'The chat.';
+comment on column message_files.part_seq is 'Position among the message''s parts.';
+comment on column message_files.part_type is 'The part''s type.';
+comment on column message_files.file_id is 'The file id.';
+comment on column message_files.file_name is 'The file name.';
+comment on column message_files.file_size is 'Size in bytes.';
+comment on column message_files.mime_type is 'MIME type.';
+comment on column message_files.file_url is 'Where the file can be fetched.';
+comment on column message_files.start_ms is 'When the part started processing (milliseconds).';
+comment on column message_files.end_ms is 'When it finished (milliseconds).';
+
+comment on table sync_state is 'Per source and stream, the watermark incremental syncs start from.';
+comment on column sync_state.source is '''cozmox'' or ''invent''.';
+comment on column sync_state.stream is 'The stream: chats.';
+comment on column sync_state.watermark is 'Everything updated before this has been loaded.';
+comment on column sync_state.updated_at is 'When the watermark last moved.';
+
+comment on table sync_runs is 'One row per source per run of sync or backfill, also when it failed.';
+comment on column sync_runs.run_id is 'The run.';
+comment on column sync_runs.source is '''cozmox'' or ''invent''.';
+comment on column sync_runs.mode is 'incremental, full_refresh or backfill.';
+comment on column sync_runs.started_at is 'When it started.';
+comment on column sync_runs.finished_at is 'When it ended.';
+comment on column sync_runs.status is 'running, success, partial (some chats left for the next run), failed or interrupted (the process died).';
+comment on column sync_runs.chats_fetched is 'Chats read from the API.';
+comment on column sync_runs.chats_upserted is 'Chats written (new or changed).';
+comment on column sync_runs.messages_upserted is 'Messages written.';
+comment on column sync_runs.rejected is 'Records that went to rejected_records.';
+comment on column sync_runs.requests is 'HTTP requests made, retries included.';
+comment on column sync_runs.retries is 'Requests repeated after a 429, 5xx, timeout or dropped connection.';
+comment on column sync_runs.window_start is 'Start of the updated-at range read (NULL: from the beginning).';
+comment on column sync_runs.window_end is 'End of the range read, exclusive.';
+comment on column sync_runs.error is 'Why it failed: one line naming the source and the cause.';
+
+comment on table rejected_records is 'Records that could not be read, kept whole with the reason; the rest of their page loaded.';
+comment on column rejected_records.source is '''cozmox'' or ''invent''.';
+comment on column rejected_records.stream is 'chats or messages.';
+comment on column rejected_records.record_key is 'The record''s id, or #position on its page where it had none (messages: chat_id/id).';
+comment on column rejected_records.received_at is 'When it was received.';
+comment on column rejected_records.run_id is 'The run that received it.';
+comment on column rejected_records.error is 'Which fields were wrong and how.';
+comment on column rejected_records.raw is 'The record as received (JSON).';
+
+comment on table backfill_windows is 'Updated-at windows a backfill has finished.';
+comment on column backfill_windows.source is '''cozmox'' or ''invent''.';
+comment on column backfill_windows.window_start is 'Start of the window.';
+comment on column backfill_windows.window_end is 'End of the window, exclusive.';
+comment on column backfill_windows.finished_at is 'When it finished.';
+comment on column backfill_windows.run_id is 'The backfill run that finished it.';
+
+comment on table schema_migrations is 'The numbered files of sql/ applied to this database.';
+comment on column schema_migrations.version is 'The file''s number.';
+comment on column schema_migrations.name is 'The file''s name.';
+comment on column schema_migrations.applied_at is 'When it was applied.';
