@@ -161,7 +161,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     database = str(tmp_path / "demo.duckdb")
     code, out, err = run(capsys, "demo", "--database", database, "--chats", "60")
     assert (code, err) == (0, "")
-    assert "Cost and tokens per model" in out
+    assert "Top models by spend" in out
     assert query(database, "select count(*) > 0 from chats where source = 'invent'") == [(True,)]
 
 
