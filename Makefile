@@ -18,7 +18,7 @@ test: $(BIN)/chatsync
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-all: $(BIN)/chatsync
-	$(BIN)/python -m pytest -q
+	CHATSYNC_HYPOTHESIS_EXAMPLES=2000 $(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) *.duckdb *.duckdb.wal

@@ -13,7 +13,9 @@ Nothing here ever puts the API key into a message.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import random
 import threading
 import time
@@ -98,10 +100,35 @@ def _classify(source: str, path: str, response: httpx.Response) -> Any:
     if status >= 400:
         detail = response.text[:200].replace("\n", " ")
         raise SourceRequestError(source, f"the API refused {path} (HTTP {status}): {detail}")
+    return decode(response.content, path)
+
+
+def decode(content: bytes, path: str) -> Any:
+    """JSON as APIs really send it: orjson first; what only a lenient parser reads (NaN,
+    Infinity, 1e400, lone surrogates) is read leniently and made plain JSON again, so that one
+    odd record does not make its whole page unreadable."""
     try:
-        return orjson.loads(response.content)
+        return orjson.loads(content)
     except orjson.JSONDecodeError:
+        pass
+    try:
+        return _plain(json.loads(content))
+    except (ValueError, RecursionError):
         raise _Retryable(f"an unreadable JSON body from {path}") from None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return float(value)  # as orjson reads it
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 class RateLimit:

@@ -144,6 +144,10 @@ class Batch:
     message_files: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
 
+    def extend(self, other: "Batch") -> None:
+        for name in ("chats", "messages", "usage", "costs", "chat_members", "message_files", "rejected"):
+            getattr(self, name).extend(getattr(other, name))
+
     def table(self, name: str) -> pa.Table:
         rows = self.rejected if name == "rejected_records" else getattr(self, name)
         return pa.Table.from_pylist(rows, schema=SCHEMAS[name])

@@ -6,7 +6,7 @@ from datetime import date, datetime, timezone
 from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 # Python's datetime stops at year 9999 and DuckDB's TIMESTAMPTZ far beyond; a timestamp past
 # either is not a time anybody recorded.
@@ -38,6 +38,8 @@ def _to_utc(value: Any) -> Any:
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_to_utc)]
+# Counts land in BIGINT columns: a number past them is a broken record, not an overflow later.
+Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]
 
 
 def epoch_ms(value: float | None) -> datetime | None:
@@ -83,3 +85,14 @@ def rejected_row(source: str, stream: str, record: Any, index: int, error: str, 
         "error": error,
         "raw": dumps(record),
     }
+
+
+def unique_keys(rejected: list[dict]) -> list[dict]:
+    """Two unreadable records with one id on a page both stay: the later ones get @2, @3, ..."""
+    seen: dict[tuple[str, str], int] = {}
+    for row in rejected:
+        key = (row["stream"], row["record_key"])
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > 1:
+            row["record_key"] = f"{row['record_key']}@{seen[key]}"
+    return rejected

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, StrictStr, field_validator
 
 from transform.batch import Batch
-from transform.common import Record, Timestamp, dumps, epoch_ms, reason, rejected_row
+from transform.common import Int64, Record, Timestamp, dumps, unique_keys, epoch_ms, reason, rejected_row
 
 SOURCE = "cozmox"
 
@@ -30,8 +30,8 @@ class Turn(Record):
 class CostEntry(Record):
     type: str | None = None
     model: dict[str, Any] | str | None = None
-    prompt_tokens: int | None = Field(None, alias="promptTokens")
-    completion_tokens: int | None = Field(None, alias="completionTokens")
+    prompt_tokens: Int64 | None = Field(None, alias="promptTokens")
+    completion_tokens: Int64 | None = Field(None, alias="completionTokens")
     cost: float | None = None
 
 
@@ -158,7 +158,7 @@ def flatten(records: list[Any], received_at: datetime) -> Batch:
     A page that names one chat twice keeps its newest copy, so the load sees each key once.
     """
     batch = Batch()
-    newest: dict[str, tuple[Chat, dict]] = {}
+    newest: dict[str, tuple[Chat, dict, int]] = {}
     for index, raw in enumerate(records):
         try:
             if not isinstance(raw, dict):
@@ -169,7 +169,14 @@ def flatten(records: list[Any], received_at: datetime) -> Batch:
             continue
         held = newest.get(chat.id)
         if held is None or chat.updated_at >= held[0].updated_at:
-            newest[chat.id] = (chat, raw)
-    for chat, raw in newest.values():
-        chat_rows(chat, raw, batch)
+            newest[chat.id] = (chat, raw, index)
+    for chat, raw, index in newest.values():
+        rows = Batch()
+        try:
+            chat_rows(chat, raw, rows)
+        except Exception as exc:  # noqa: BLE001 - valid in shape, yet not storable
+            batch.rejected.append(rejected_row(SOURCE, "chats", raw, index, reason(exc), received_at))
+            continue
+        batch.extend(rows)
+    unique_keys(batch.rejected)
     return batch

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, StrictStr, field_validator
 
 from transform.batch import Batch
-from transform.common import Record, Timestamp, dumps, reason, rejected_row
+from transform.common import Int64, Record, Timestamp, dumps, unique_keys, reason, rejected_row
 
 SOURCE = "invent"
 
@@ -73,7 +73,7 @@ class Chat(Record):
 class File(Record):
     id: str | None = None
     file_filename: str | None = None
-    file_size: int | None = None
+    file_size: Int64 | None = None
     file_mimetype: str | None = None
     file_url: str | None = None
 
@@ -97,13 +97,13 @@ class Content(Record):
 
 
 class Usage(Record):
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    total_tokens: int | None = None
-    reasoning_tokens: int | None = None
-    cached_input_tokens: int | None = None
-    input_tokens_cache_read: int | None = None
-    input_tokens_cache_write: int | None = None
+    input_tokens: Int64 | None = None
+    output_tokens: Int64 | None = None
+    total_tokens: Int64 | None = None
+    reasoning_tokens: Int64 | None = None
+    cached_input_tokens: Int64 | None = None
+    input_tokens_cache_read: Int64 | None = None
+    input_tokens_cache_write: Int64 | None = None
 
 
 class Message(Record):
@@ -254,19 +254,26 @@ def flatten(chats: list[tuple[Chat, dict]], messages: dict[str, list[Any]], rece
     """Chats with their messages into rows; an unreadable message is rejected, its chat loads."""
     batch = Batch(rejected=list(rejected or []))
     for chat, raw in chats:
-        batch.chats.append(_chat_row(chat, raw))
-        _member_rows(chat, batch)
-        readable: dict[str, Message] = {}
-        for index, raw_message in enumerate(messages.get(chat.id, [])):
-            try:
-                if not isinstance(raw_message, dict):
-                    raise ValueError(f"a message must be a JSON object, not {type(raw_message).__name__}")
-                message = Message.model_validate(raw_message)
-            except Exception as exc:  # noqa: BLE001
-                row = rejected_row(SOURCE, "messages", raw_message, index, reason(exc), received_at)
-                row["record_key"] = f"{chat.id}/{row['record_key']}"
-                batch.rejected.append(row)
-                continue
-            readable[message.id] = message
-        _message_rows(chat.id, list(readable.values()), batch)
+        rows = Batch()
+        try:
+            rows.chats.append(_chat_row(chat, raw))
+            _member_rows(chat, rows)
+            readable: dict[str, Message] = {}
+            for index, raw_message in enumerate(messages.get(chat.id, [])):
+                try:
+                    if not isinstance(raw_message, dict):
+                        raise ValueError(f"a message must be a JSON object, not {type(raw_message).__name__}")
+                    message = Message.model_validate(raw_message)
+                except Exception as exc:  # noqa: BLE001
+                    row = rejected_row(SOURCE, "messages", raw_message, index, reason(exc), received_at)
+                    row["record_key"] = f"{chat.id}/{row['record_key']}"
+                    rows.rejected.append(row)
+                    continue
+                readable[message.id] = message
+            _message_rows(chat.id, list(readable.values()), rows)
+        except Exception as exc:  # noqa: BLE001 - valid in shape, yet not storable
+            batch.rejected.append(rejected_row(SOURCE, "chats", raw, 0, reason(exc), received_at))
+            continue
+        batch.extend(rows)
+    unique_keys(batch.rejected)
     return batch
