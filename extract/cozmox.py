@@ -50,7 +50,7 @@ class Page:
     done: bool
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
@@ -65,7 +65,7 @@ def _all_outside(records: list[Any], start: datetime | None, end: datetime) -> b
 
     That is what a repeated page looks like; chats without a readable date prove nothing.
     """
-    times = [_parse_time(r.get("updatedAt")) for r in records if isinstance(r, dict)]
+    times = [parse_time(r.get("updatedAt")) for r in records if isinstance(r, dict)]
     times = [t for t in times if t is not None]
     return bool(times) and all(t >= end or (start is not None and t < start) for t in times)
 
@@ -84,7 +84,7 @@ class CozmoxChats:
         def check(body: Any) -> str | None:
             if not isinstance(body, dict) or not isinstance(body.get("results"), list):
                 return "an envelope with no results list"
-            if page == 1 and limit and len(body["results"]) < limit and _all_outside(body["results"], start, end):
+            if _all_outside(body["results"], start, end):
                 return "a page whose chats all lie outside the window asked for"
             return None
 
@@ -127,7 +127,7 @@ class CozmoxChats:
         chat was updated; one count then confirms nothing lies before it.
         """
         first, _ = self._request(None, end, limit=1)
-        created = _parse_time(first[0].get("createdAt")) if first and isinstance(first[0], dict) else None
+        created = parse_time(first[0].get("createdAt")) if first and isinstance(first[0], dict) else None
         if created is not None:
             bound = floor_ms(created)
             _, before = self._request(None, bound, limit=0)

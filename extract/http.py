@@ -189,6 +189,10 @@ class ApiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def count_retry(self) -> None:
+        with self._stats_lock:
+            self.stats.retries += 1
+
     def get(
         self, path: str, params: dict[str, Any], check: Callable[[Any], str | None] | None = None
     ) -> tuple[Any, httpx.Headers]:
@@ -223,8 +227,7 @@ class ApiClient:
                     last = f"the connection dropped during {path} ({type(exc).__name__})"
                 wait = self.retry.delay(attempt, None)
             if attempt + 1 < self.retry.attempts:
-                with self._stats_lock:
-                    self.stats.retries += 1
+                self.count_retry()
                 log.warning("%s: %s; retrying in %.1fs", self.source, last, wait)
                 time.sleep(wait)
         raise SourceUnavailable(self.source, f"{last} (gave up after {self.retry.attempts} attempts)")

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from extract.cozmox import _parse_time
-from extract.http import ApiClient, SourceAuthError, SourceError
+from extract.cozmox import parse_time
+from extract.http import ApiClient, SourceAuthError, SourceError, SourceUnavailable
 from extract.settings import (
     INVENT_CHATS_PATH,
     INVENT_COUNT_HEADER,
@@ -74,7 +74,7 @@ class InventChats:
         number, previous, oldest_so_far, last_count, step_backs = 1, None, None, None, 0
         while True:
             records, count = self._page(number, previous)
-            times = [t for t in (_parse_time(r.get("updated_at")) if isinstance(r, dict) else None for r in records) if t]
+            times = [t for t in (parse_time(r.get("updated_at")) if isinstance(r, dict) else None for r in records) if t]
             if not self.out_of_order and (
                 any(a < b for a, b in zip(times, times[1:]))
                 or (oldest_so_far is not None and times and max(times) > oldest_so_far)
@@ -99,8 +99,24 @@ class InventChats:
                 oldest_so_far = min(times) if oldest_so_far is None else min(oldest_so_far, min(times))
             previous, last_count, number = records, count if count is not None else last_count, number + 1
 
-    def messages(self, chat_id: str) -> list[Any]:
-        """Every message of one chat, oldest first, as the API pages them."""
+    def messages(self, chat_id: str, newest: datetime | None = None) -> list[Any]:
+        """Every message of one chat, oldest first, as the API pages them.
+
+        `newest` is when the chat's last message was created, as the chat list says: a message
+        list that ends before it comes from a stale cache or replica, and is asked again.
+        """
+        for attempt in range(self.client.retry.attempts):
+            messages = self._message_pages(chat_id)
+            times = [t for t in (parse_time(m.get("created_at")) if isinstance(m, dict) else None
+                                 for m in messages) if t]
+            if newest is None or (times and max(times) >= newest):
+                return messages
+            if attempt + 1 < self.client.retry.attempts:
+                self.client.count_retry()
+                log.warning("invent: the messages of chat %s end before its last message; asking again", chat_id)
+        raise SourceUnavailable(self.client.source, f"the messages of chat {chat_id} end before its last message")
+
+    def _message_pages(self, chat_id: str) -> list[Any]:
         path = INVENT_MESSAGES_PATH.format(chat_id=chat_id)
         out: list[Any] = []
         number, previous = 1, None
@@ -118,7 +134,7 @@ class InventChats:
                 return out
             previous, number = body, number + 1
 
-    def messages_of(self, chat_ids: list[str]) -> tuple[dict[str, list[Any]], dict[str, SourceError]]:
+    def messages_of(self, chat_ids: dict[str, datetime | None]) -> tuple[dict[str, list[Any]], dict[str, SourceError]]:
         """Messages of many chats at once; a chat whose messages fail is reported, not fatal.
 
         A rejected key is the same for every chat, so it stops the run instead.
@@ -128,7 +144,7 @@ class InventChats:
 
         def one(chat_id: str) -> tuple[str, list[Any] | SourceError]:
             try:
-                return chat_id, self.messages(chat_id)
+                return chat_id, self.messages(chat_id, chat_ids[chat_id])
             except SourceAuthError:
                 raise
             except SourceError as exc:
@@ -137,7 +153,7 @@ class InventChats:
         if not chat_ids:
             return found, failed
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(chat_ids))) as pool:
-            for chat_id, result in pool.map(one, chat_ids):
+            for chat_id, result in pool.map(one, list(chat_ids)):
                 if isinstance(result, SourceError):
                     failed[chat_id] = result
                 else:

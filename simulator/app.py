@@ -152,8 +152,10 @@ class SimulatorApp:
             page = self._invent_messages(parts[2], info.params, delta, bare)
         else:
             return error_page(404, f"Cannot GET {info.path}")
-        # Only an honest page is worth repeating later.
-        previous = self.sim.remember_page(info.path, page, keep=not (bare or delta))
+        # Only an honest page is worth repeating later. A repeat is the page before in the same
+        # listing: the same path and query, one page number back (or the last one served).
+        listing = info.path + "?" + "&".join(f"{k}={v}" for k, v in sorted(info.params.items()) if k != "page")
+        previous = self.sim.remember_page(listing, page, keep=not (bare or delta))
         if "repeat_page" in kinds and previous is not None:
             return previous
         return page
