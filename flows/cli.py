@@ -228,6 +228,29 @@ def serve(
 
 
 @app.command()
+def reconcile(
+    source: Source = None,
+    database: Database = None,
+    cozmox_base_url: CozmoxUrl = None,
+    cozmox_api_key: CozmoxKey = None,
+    invent_base_url: InventUrl = None,
+    invent_api_key: InventKey = None,
+    invent_org_id: InventOrg = None,
+) -> None:
+    """Marks chats deleted upstream with deleted_at (rows are never deleted)."""
+    from flows.sync_flow import reconcile_flow
+
+    settings = load_settings(
+        database=database, cozmox_base_url=cozmox_base_url, cozmox_api_key=cozmox_api_key,
+        invent_base_url=invent_base_url, invent_api_key=invent_api_key, invent_org_id=invent_org_id,
+    )
+    _check_sources(settings, source)
+    with live(out):
+        state = reconcile_flow(source=source, database=settings.database, return_state=True)
+    _outcome(state)
+
+
+@app.command()
 def query(
     sql: Annotated[str, typer.Argument(help="One SQL statement, e.g. \"select * from daily_spend limit 10\".")],
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from extract.cozmox import floor_ms
+from extract.cozmox import CozmoxChats, floor_ms
+from extract.invent import InventChats
 from extract.http import ApiClient, RetryPolicy, SourceError
 from flows.progress import reporter
 from flows.settings import SOURCES, Settings
@@ -234,3 +235,49 @@ def run_backfill(settings: Settings, since: datetime, until: datetime | None = N
             backfill_source(settings, warehouse, name, since, until, window)
             for name in selected_sources(settings, source)
         ]
+
+
+def listed_ids(client: ApiClient, settings: Settings, source: str, started: datetime) -> set[str]:
+    """Every chat id the API has now: ids only, no messages.
+
+    Cozmox windows run oldest first up to a day ahead, so a chat updated during the walk is seen
+    at its old place or its new one. Invent's walk is newest first, so it ends by re-reading the
+    top of the list down to where it began, where chats updated meanwhile went.
+    """
+    ids: set[str] = set()
+
+    def take(records: list[Any]) -> None:
+        ids.update(r["id"] for r in records if isinstance(r, dict) and isinstance(r.get("id"), str))
+
+    if source == "cozmox":
+        for page in CozmoxChats(client, settings.page_size).pages(None, started + timedelta(days=1)):
+            take(page.records)
+    else:
+        reader = InventChats(client, settings.invent_org_id, take=settings.page_size)
+        for page in reader.walk(None):
+            take(page.records)
+        for page in InventChats(client, settings.invent_org_id, take=settings.page_size).walk(
+                started - timedelta(seconds=settings.safety_margin_seconds)):
+            take(page.records)
+    return ids
+
+
+def reconcile_source(settings: Settings, warehouse: Warehouse, source: str) -> SourceSummary:
+    """Marks chats the API no longer lists with deleted_at, and clears it for chats back again."""
+    with recorded_run(settings, warehouse, source, "reconcile") as (summary, client):
+        ids = listed_ids(client, settings, source, now_utc())
+        summary.chats_fetched = len(ids)
+        held = warehouse.scalar("select count(*) from chats where source = ? and deleted_at is null", [source])
+        if not ids and held:
+            # A wrong org or a broken API far more often than every chat deleted at once.
+            raise SourceError(source, f"the API listed no chats at all; refusing to mark {held} deleted")
+        deleted, restored = warehouse.mark_deleted(source, ids)
+        summary.chats_upserted = deleted + restored
+        log.info("%s: the API lists %d chats; %d newly marked deleted, %d back again",
+                 source, len(ids), deleted, restored)
+    return summary
+
+
+def run_reconcile(settings: Settings, source: str | None = None) -> list[SourceSummary]:
+    with Warehouse(settings.database) as warehouse:
+        return [reconcile_source(settings, warehouse, name) for name in selected_sources(settings, source)]

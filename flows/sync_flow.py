@@ -12,7 +12,7 @@ from prefect.states import Completed, Failed, State
 
 from datetime import datetime, timedelta
 
-from flows.pipeline import SourceSummary, backfill_source, selected_sources, sync_source
+from flows.pipeline import SourceSummary, backfill_source, reconcile_source, selected_sources, sync_source
 from flows.settings import Settings
 from load.warehouse import DatabaseError, Warehouse
 
@@ -102,3 +102,15 @@ def backfill_flow(since: datetime, until: datetime | None = None, source: str | 
     except (DatabaseError, ValueError) as exc:
         return Failed(message=str(exc), data=[])
     return _finish(summaries, "chatsync-backfill-summary", f"chatsync backfill into {settings.database}")
+
+
+@flow(name="chatsync-reconcile")
+def reconcile_flow(source: str | None = None, database: str | None = None, invent_org_id: str | None = None) -> State:
+    """Marks chats deleted upstream with deleted_at; rows are never deleted."""
+    settings = flow_settings(database, invent_org_id)
+    try:
+        with Warehouse(settings.database) as warehouse:
+            summaries = [reconcile_source(settings, warehouse, name) for name in selected_sources(settings, source)]
+    except (DatabaseError, ValueError) as exc:
+        return Failed(message=str(exc), data=[])
+    return _finish(summaries, "chatsync-reconcile-summary", f"chatsync reconcile of {settings.database}")

@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from transform.batch import Batch
 
@@ -132,6 +133,28 @@ class Warehouse:
             "select count(*) from backfill_windows where source = ? and window_start <= ? and window_end >= ?",
             [source, start, end],
         ).fetchone()[0])
+
+    def mark_deleted(self, source: str, listed: set[str]) -> tuple[int, int]:
+        """Sets deleted_at on chats not in `listed`, clears it on those back in it; one transaction."""
+        con = self.con
+        con.register("listed_ids", pa.table({"chat_id": pa.array(sorted(listed), pa.string())}))
+        con.execute("begin")
+        try:
+            deleted = con.execute(
+                "update chats set deleted_at = ? where source = ? and deleted_at is null"
+                " and chat_id not in (select chat_id from listed_ids)", [now_utc(), source]
+            ).fetchone()[0]
+            restored = con.execute(
+                "update chats set deleted_at = null where source = ? and deleted_at is not null"
+                " and chat_id in (select chat_id from listed_ids)", [source]
+            ).fetchone()[0]
+            con.execute("commit")
+        except Exception:
+            con.execute("rollback")
+            raise
+        finally:
+            con.unregister("listed_ids")
+        return deleted, restored
 
     # -- runs -----------------------------------------------------------------------------
 

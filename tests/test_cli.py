@@ -216,3 +216,14 @@ def test_a_busy_database_is_said_plainly_and_left_intact(sim, settings, cli_env,
     assert code == 1 and err.count("\n") == 1
     assert "is busy" in err and settings.database in err
     assert query(settings.database, "select count(*), max(watermark) from chats, sync_state") == before
+
+
+def test_reconcile_command_marks_deleted_chats(sim, settings, cli_env, capsys):
+    assert run(capsys, "sync")[0] == 0
+    gone = sim.chat_ids("cozmox")[0]
+    sim.delete("cozmox", gone)
+
+    code, out, err = run(capsys, "reconcile")
+
+    assert (code, err) == (0, "")
+    assert query(settings.database, "select chat_id from chats where deleted_at is not null") == [(gone,)]
