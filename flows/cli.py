@@ -42,9 +42,9 @@ class CommandError(Exception):
 Source = Annotated[Optional[str], typer.Option("--source", help=f"Only this source: {' or '.join(SOURCES)}.")]
 Database = Annotated[Optional[str], typer.Option("--database", help="DuckDB file, or md:NAME for MotherDuck. [env: CHATSYNC_DATABASE]")]
 CozmoxUrl = Annotated[Optional[str], typer.Option("--cozmox-base-url", help="[env: COZMOX_BASE_URL]")]
-CozmoxKey = Annotated[Optional[str], typer.Option("--cozmox-api-key", help="Prefer the environment or .env: command lines are visible to other users. [env: COZMOX_API_KEY]")]
+CozmoxKey = Annotated[Optional[str], typer.Option("--cozmox-api-key", help="'-' asks for it at a prompt; prefer the environment or .env, since command lines are visible to other users. [env: COZMOX_API_KEY]")]
 InventUrl = Annotated[Optional[str], typer.Option("--invent-base-url", help="[env: INVENT_BASE_URL]")]
-InventKey = Annotated[Optional[str], typer.Option("--invent-api-key", help="Prefer the environment or .env. [env: INVENT_API_KEY]")]
+InventKey = Annotated[Optional[str], typer.Option("--invent-api-key", help="'-' asks for it at a prompt; prefer the environment or .env. [env: INVENT_API_KEY]")]
 InventOrg = Annotated[Optional[str], typer.Option("--invent-org-id", help="[env: INVENT_ORG_ID]")]
 
 
@@ -63,6 +63,9 @@ def load_settings(**overrides: Optional[str]) -> Settings:
         "invent_org_id": "INVENT_ORG_ID",
     }
     for field, value in overrides.items():
+        if value == "-" and field.endswith("_api_key"):
+            # Read it at a prompt instead: a key on the command line is visible to every user.
+            value = typer.prompt(names[field], hide_input=True)
         if value is not None:
             os.environ[names[field]] = value
     try:
