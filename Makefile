@@ -20,5 +20,9 @@ test: $(BIN)/chatsync
 test-all: $(BIN)/chatsync
 	CHATSYNC_HYPOTHESIS_EXAMPLES=2000 $(BIN)/python -m pytest -q
 
+bench: $(BIN)/chatsync
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	$(BIN)/python bench/bench.py
+
 clean:
 	rm -rf $(VENV) *.duckdb *.duckdb.wal

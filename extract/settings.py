@@ -4,7 +4,6 @@ correction is one line here."""
 COZMOX_DEFAULT_BASE_URL = "https://api.cozmox.ai"
 COZMOX_CHATS_PATH = "/chat"
 COZMOX_MAX_LIMIT = 1000
-COZMOX_DEFAULT_LIMIT = 100
 
 INVENT_DEFAULT_BASE_URL = "https://api.useinvent.com"
 INVENT_DEFAULT_ORG = "c"

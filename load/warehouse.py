@@ -62,6 +62,9 @@ class Warehouse:
                 ) from None
             raise DatabaseError(f"database {database} could not be opened: {exc}") from None
         self.con.execute("set TimeZone = 'UTC'")
+        # Raw chats make the write-ahead log grow fast; checkpointing it every 16 MB (the
+        # default) cost a third of a full sync. A crash still replays the log on the next open.
+        self.con.execute("set checkpoint_threshold = '256MB'")
         self.migrate()
 
     def close(self) -> None:
