@@ -89,7 +89,12 @@ class CozmoxChats:
             return None
 
         body, _ = self.client.get(COZMOX_CHATS_PATH, params, check)
-        total = body.get("metadata", {}).get("totalItems") if isinstance(body.get("metadata"), dict) else None
+        metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        per_page, total = metadata.get("itemsPerPage"), metadata.get("totalItems")
+        if limit == self.page_size and isinstance(per_page, int) and 0 < per_page < limit:
+            # The API pages smaller than asked: a page of `per_page` is a full one.
+            log.warning("cozmox: the API returns at most %d chats a page; using that", per_page)
+            self.page_size = per_page
         results = body["results"]
         return results, total if isinstance(total, int) and total >= 0 else len(results)
 

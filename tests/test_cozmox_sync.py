@@ -267,3 +267,19 @@ def test_timestamps_are_utc_whatever_the_offset(sim, settings):
     created = query(settings.database, "select created_at from chats where chat_id = ?", [chat["id"]])[0][0]
     assert created == ts and created.utcoffset() == timedelta(0)
     assert datetime.now(timezone.utc) > created
+
+
+def test_an_api_that_pages_smaller_than_asked_is_followed(sim, settings, monkeypatch):
+    """Asked for 50 a page, it answers 20 and says so in itemsPerPage: 20 is then a full page."""
+    from simulator.app import SimulatorApp
+
+    original = SimulatorApp._cozmox_chats
+
+    def capped(self, params, delta, bare):
+        return original(self, dict(params, limit=str(min(int(params.get("limit", 100)), 20))), delta, bare)
+
+    monkeypatch.setattr(SimulatorApp, "_cozmox_chats", capped)
+    summary = sync(settings.model_copy(update={"page_size": 50}))
+
+    assert summary.status == "success"
+    assert_warehouse_matches(sim, settings.database)
