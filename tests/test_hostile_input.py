@@ -171,3 +171,27 @@ def test_bodies_only_a_lenient_parser_reads_still_load():
     assert batch.chats[0]["cost"] is None and batch.chats[0]["title"] == "?"
     assert batch.costs[0]["prompt_tokens"] is None and batch.costs[0]["cost"] is None
     load("cozmox", batch)
+
+
+def test_deep_nesting_and_huge_strings_load():
+    deep: dict = {}
+    cursor = deep
+    for _ in range(300):
+        cursor["next"] = {}
+        cursor = cursor["next"]
+    chat = dict(COZMOX_CHAT, assistantOverrides=deep, name="é" * 2_000_000,
+                messages=[{"role": "user", "message": "🦆" * 500_000, "time": 1767225600000}])
+    batch = cozmox.flatten(decode(json.dumps([chat]).encode(), "/chat"), NOW)
+    assert [r["chat_id"] for r in batch.chats] == ["chat-1"] and len(batch.messages[0]["content"]) == 500_000
+    load("cozmox", batch)
+    depth = _warehouse[0].scalar("select json_extract(raw, '$.assistantOverrides.next.next.next') is not null from chats")
+    assert depth is True
+
+
+def test_timestamps_far_in_the_past_and_future_load_or_are_rejected():
+    records = [dict(COZMOX_CHAT, id=f"t{i}", updatedAt=ts) for i, ts in enumerate(
+        ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z", "1969-12-31T23:59:59Z", "+275760-09-13T00:00:00Z"])]
+    batch = cozmox.flatten(records, NOW)
+    assert {r["chat_id"] for r in batch.chats} == {"t0", "t1", "t2"}
+    assert [r["record_key"] for r in batch.rejected] == ["t3"]
+    load("cozmox", batch)

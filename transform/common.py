@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timezone
 from typing import Annotated, Any
 
@@ -59,7 +60,14 @@ class Record(BaseModel):
 
 
 def dumps(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    """JSON text; orjson stops at 255 levels of nesting, the standard library goes deeper."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        except RecursionError:
+            raise ValueError("the record is nested too deeply to store") from None
 
 
 def reason(exc: Exception) -> str:
@@ -83,8 +91,16 @@ def rejected_row(source: str, stream: str, record: Any, index: int, error: str, 
         "record_key": record_key,
         "received_at": received_at,
         "error": error,
-        "raw": dumps(record),
+        "raw": _raw_or_text(record),
     }
+
+
+def _raw_or_text(record: Any) -> str:
+    """The record as JSON, or, past what JSON can hold, its text: a reject is never lost."""
+    try:
+        return dumps(record)
+    except ValueError:
+        return json.dumps(repr(record)[:1_000_000])
 
 
 def unique_keys(rejected: list[dict]) -> list[dict]:
