@@ -75,6 +75,12 @@ def load_settings(**overrides: Optional[str]) -> Settings:
         raise CommandError(f"configuration: {err['loc'][0] if err['loc'] else 'value'}: {err['msg']}") from None
 
 
+def connection(options: dict[str, object]) -> dict[str, Optional[str]]:
+    """The settings options a command was given (every command takes the same ones)."""
+    names = ("database", "cozmox_base_url", "cozmox_api_key", "invent_base_url", "invent_api_key", "invent_org_id")
+    return {name: options.get(name) for name in names}  # type: ignore[misc]
+
+
 def _summary(summaries: list) -> None:
     from flows.sync_flow import summary_table
 
@@ -140,10 +146,7 @@ def sync(
     invent_org_id: InventOrg = None,
 ) -> None:
     """One incremental sync of every configured source (or one) from its saved watermark."""
-    settings = load_settings(
-        database=database, cozmox_base_url=cozmox_base_url, cozmox_api_key=cozmox_api_key,
-        invent_base_url=invent_base_url, invent_api_key=invent_api_key, invent_org_id=invent_org_id,
-    )
+    settings = load_settings(**connection(locals()))
     run_sync_flow(source, full_refresh, settings)
 
 
@@ -187,10 +190,7 @@ def backfill(
     if end is not None and end <= start:
         raise CommandError("--until must come after --since")
     size = parse_duration(window, "--window")
-    settings = load_settings(
-        database=database, cozmox_base_url=cozmox_base_url, cozmox_api_key=cozmox_api_key,
-        invent_base_url=invent_base_url, invent_api_key=invent_api_key, invent_org_id=invent_org_id,
-    )
+    settings = load_settings(**connection(locals()))
     run_backfill_flow(source, start, end, size, settings)
 
 
@@ -213,10 +213,7 @@ def serve(
 
     if cron and interval:
         raise CommandError("--cron and --interval: give one schedule, not both")
-    settings = load_settings(
-        database=database, cozmox_base_url=cozmox_base_url, cozmox_api_key=cozmox_api_key,
-        invent_base_url=invent_base_url, invent_api_key=invent_api_key, invent_org_id=invent_org_id,
-    )
+    settings = load_settings(**connection(locals()))
     _check_sources(settings, source)
 
     def stop(*_: object) -> None:
@@ -243,10 +240,7 @@ def reconcile(
     """Marks chats deleted upstream with deleted_at (rows are never deleted)."""
     from flows.sync_flow import reconcile_flow
 
-    settings = load_settings(
-        database=database, cozmox_base_url=cozmox_base_url, cozmox_api_key=cozmox_api_key,
-        invent_base_url=invent_base_url, invent_api_key=invent_api_key, invent_org_id=invent_org_id,
-    )
+    settings = load_settings(**connection(locals()))
     _check_sources(settings, source)
     with live(out):
         state = reconcile_flow(source=source, database=settings.database, return_state=True)

@@ -139,16 +139,21 @@ def expected_cozmox(sim: Simulator) -> dict[str, object]:
     }
 
 
+def assert_same_chats(want: dict[str, datetime], database: str, source: str) -> None:
+    """The same chats as the API, each at the API's version."""
+    got = dict(query(database, "select chat_id, updated_at from chats where source = ? and deleted_at is null", [source]))
+    missing = set(want) - set(got)
+    extra = set(got) - set(want)
+    assert not missing, f"{len(missing)} chats missing, e.g. {sorted(missing)[:3]}"
+    assert not extra, f"{len(extra)} chats that the API does not have, e.g. {sorted(extra)[:3]}"
+    stale = [cid for cid, ts in want.items() if got[cid] != ts]
+    assert not stale, f"{len(stale)} chats at an old version, e.g. {stale[:3]}"
+
+
 def assert_warehouse_matches(sim: Simulator, database: str) -> None:
     """Every simulated chat is there once, at its current version, with exactly its children."""
     want = expected_cozmox(sim)
-    got = dict(query(database, "select chat_id, updated_at from chats where source = 'cozmox' and deleted_at is null"))
-    missing = set(want["updated"]) - set(got)
-    extra = set(got) - set(want["updated"])
-    assert not missing, f"{len(missing)} chats missing, e.g. {sorted(missing)[:3]}"
-    assert not extra, f"{len(extra)} chats that the API does not have, e.g. {sorted(extra)[:3]}"
-    stale = [cid for cid, ts in want["updated"].items() if got[cid] != ts]
-    assert not stale, f"{len(stale)} chats at an old version, e.g. {stale[:3]}"
+    assert_same_chats(want["updated"], database, "cozmox")
     messages = Counter(dict(query(database, "select chat_id, count(*) from messages where source = 'cozmox' group by 1")))
     assert +messages == +want["messages"]
     costs = Counter(dict(query(database, "select chat_id, count(*) from costs where source = 'cozmox' group by 1")))
@@ -180,13 +185,7 @@ def expected_invent(sim: Simulator) -> dict[str, object]:
 
 def assert_invent_matches(sim: Simulator, database: str) -> None:
     want = expected_invent(sim)
-    got = dict(query(database, "select chat_id, updated_at from chats where source = 'invent' and deleted_at is null"))
-    missing = set(want["updated"]) - set(got)
-    extra = set(got) - set(want["updated"])
-    assert not missing, f"{len(missing)} chats missing, e.g. {sorted(missing)[:3]}"
-    assert not extra, f"{len(extra)} chats that the API does not have, e.g. {sorted(extra)[:3]}"
-    stale = [cid for cid, ts in want["updated"].items() if got[cid] != ts]
-    assert not stale, f"{len(stale)} chats at an old version, e.g. {stale[:3]}"
+    assert_same_chats(want["updated"], database, "invent")
     for table, key in (("messages", "messages"), ("usage", "usage"), ("chat_members", "members")):
         counts = Counter(dict(query(database, f"select chat_id, count(*) from {table} where source = 'invent' group by 1")))
         assert +counts == +want[key], f"{table} differ"

@@ -112,3 +112,25 @@ def unique_keys(rejected: list[dict]) -> list[dict]:
         if seen[key] > 1:
             row["record_key"] = f"{row['record_key']}@{seen[key]}"
     return rejected
+
+
+def read_page(model: type[Record], records: list[Any], source: str, received_at: datetime,
+              stream: str = "chats") -> tuple[list[tuple[Any, dict, int]], list[dict]]:
+    """The readable records of a page, the newest copy of each id, and the rejected rest.
+
+    A page that names one record twice keeps its newest copy, so the load sees each key once.
+    """
+    rejected: list[dict] = []
+    newest: dict[str, tuple[Any, dict, int]] = {}
+    for index, raw in enumerate(records):
+        try:
+            if not isinstance(raw, dict):
+                raise ValueError(f"a record must be a JSON object, not {type(raw).__name__}")
+            record = model.model_validate(raw)
+        except Exception as exc:  # noqa: BLE001 - any unreadable record is kept, with why
+            rejected.append(rejected_row(source, stream, raw, index, reason(exc), received_at))
+            continue
+        held = newest.get(record.id)
+        if held is None or record.updated_at >= held[0].updated_at:
+            newest[record.id] = (record, raw, index)
+    return list(newest.values()), rejected

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, StrictStr, field_validator
 
 from transform.batch import Batch
-from transform.common import Int64, Record, Timestamp, dumps, unique_keys, epoch_ms, reason, rejected_row
+from transform.common import Int64, Record, Timestamp, dumps, epoch_ms, read_page, reason, rejected_row, unique_keys
 
 SOURCE = "cozmox"
 
@@ -153,24 +153,10 @@ def chat_rows(chat: Chat, raw: dict, batch: Batch) -> None:
 
 
 def flatten(records: list[Any], received_at: datetime) -> Batch:
-    """One page of chats into rows; a chat that cannot be read becomes a rejected record.
-
-    A page that names one chat twice keeps its newest copy, so the load sees each key once.
-    """
-    batch = Batch()
-    newest: dict[str, tuple[Chat, dict, int]] = {}
-    for index, raw in enumerate(records):
-        try:
-            if not isinstance(raw, dict):
-                raise ValueError(f"a chat must be a JSON object, not {type(raw).__name__}")
-            chat = Chat.model_validate(raw)
-        except Exception as exc:  # noqa: BLE001 - any unreadable record is kept, with why
-            batch.rejected.append(rejected_row(SOURCE, "chats", raw, index, reason(exc), received_at))
-            continue
-        held = newest.get(chat.id)
-        if held is None or chat.updated_at >= held[0].updated_at:
-            newest[chat.id] = (chat, raw, index)
-    for chat, raw, index in newest.values():
+    """One page of chats into rows; a chat that cannot be read becomes a rejected record."""
+    chats, rejected = read_page(Chat, records, SOURCE, received_at)
+    batch = Batch(rejected=rejected)
+    for chat, raw, index in chats:
         rows = Batch()
         try:
             chat_rows(chat, raw, rows)

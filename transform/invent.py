@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, StrictStr, field_validator
 
 from transform.batch import Batch
-from transform.common import Int64, Record, Timestamp, dumps, unique_keys, reason, rejected_row
+from transform.common import Int64, Record, Timestamp, dumps, read_page, reason, rejected_row, unique_keys
 
 SOURCE = "invent"
 
@@ -233,20 +233,8 @@ def _message_rows(chat_id: str, messages: list[Message], batch: Batch) -> None:
 
 def read_chats(records: list[Any], received_at: datetime) -> tuple[list[tuple[Chat, dict]], list[dict]]:
     """The readable chats of a list page (newest copy of each id) and the rejected rest."""
-    rejected = []
-    newest: dict[str, tuple[Chat, dict]] = {}
-    for index, raw in enumerate(records):
-        try:
-            if not isinstance(raw, dict):
-                raise ValueError(f"a chat must be a JSON object, not {type(raw).__name__}")
-            chat = Chat.model_validate(raw)
-        except Exception as exc:  # noqa: BLE001 - any unreadable record is kept, with why
-            rejected.append(rejected_row(SOURCE, "chats", raw, index, reason(exc), received_at))
-            continue
-        held = newest.get(chat.id)
-        if held is None or chat.updated_at >= held[0].updated_at:
-            newest[chat.id] = (chat, raw)
-    return list(newest.values()), rejected
+    chats, rejected = read_page(Chat, records, SOURCE, received_at)
+    return [(chat, raw) for chat, raw, _ in chats], rejected
 
 
 def flatten(chats: list[tuple[Chat, dict]], messages: dict[str, list[Any]], received_at: datetime,
