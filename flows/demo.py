@@ -90,5 +90,6 @@ def run_demo(database: str, chats: int, out: Console) -> None:
         run_sync_flow(None, False, settings)
     out.rule("3. what the warehouse answers")
     answer(database, out)
-    out.print(f"\nThe warehouse is in [bold]{database}[/bold]; try: "
-              f"duckdb {database} \"select * from chats limit 5\" or chatsync status --database {database}")
+    out.print(f"\nThe warehouse is in [bold]{database}[/bold]. Try:\n"
+              f"  .venv/bin/chatsync query \"select * from model_spend\" --database {database}\n"
+              f"  .venv/bin/chatsync status --database {database}")
