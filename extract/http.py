@@ -42,7 +42,9 @@ class SourceAuthError(SourceError):
 
 
 class SourceRequestError(SourceError):
-    pass
+    def __init__(self, source: str, cause: str, status: int | None = None) -> None:
+        super().__init__(source, cause)
+        self.status = status
 
 
 class SourceUnavailable(SourceError):
@@ -99,7 +101,7 @@ def _classify(source: str, path: str, response: httpx.Response) -> Any:
         raise _Retryable(f"HTTP {status} from {path}", _retry_after(response.headers.get("retry-after")))
     if status >= 400:
         detail = response.text[:200].replace("\n", " ")
-        raise SourceRequestError(source, f"the API refused {path} (HTTP {status}): {detail}")
+        raise SourceRequestError(source, f"the API refused {path} (HTTP {status}): {detail}", status)
     return decode(response.content, path)
 
 

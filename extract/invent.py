@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from extract.cozmox import parse_time
-from extract.http import ApiClient, SourceAuthError, SourceError, SourceUnavailable
+from extract.http import ApiClient, SourceAuthError, SourceError, SourceRequestError, SourceUnavailable
 from extract.settings import (
     INVENT_CHATS_PATH,
     INVENT_COUNT_HEADER,
@@ -137,16 +137,23 @@ class InventChats:
     def messages_of(self, chat_ids: dict[str, datetime | None]) -> tuple[dict[str, list[Any]], dict[str, SourceError]]:
         """Messages of many chats at once; a chat whose messages fail is reported, not fatal.
 
-        A rejected key is the same for every chat, so it stops the run instead.
+        A chat deleted since the list was read (404) is skipped: reconcile marks it. A rejected
+        key is the same for every chat, so it stops the run instead.
         """
         found: dict[str, list[Any]] = {}
         failed: dict[str, SourceError] = {}
 
-        def one(chat_id: str) -> tuple[str, list[Any] | SourceError]:
+        def one(chat_id: str) -> tuple[str, list[Any] | SourceError | None]:
             try:
                 return chat_id, self.messages(chat_id, chat_ids[chat_id])
             except SourceAuthError:
                 raise
+            except SourceRequestError as exc:
+                if exc.status == 404:
+                    # Deleted between the list and now: nothing to load, nothing to wait for.
+                    log.info("invent: chat %s is gone (404 on its messages)", chat_id)
+                    return chat_id, None
+                return chat_id, exc
             except SourceError as exc:
                 return chat_id, exc
 
@@ -156,6 +163,6 @@ class InventChats:
             for chat_id, result in pool.map(one, list(chat_ids)):
                 if isinstance(result, SourceError):
                     failed[chat_id] = result
-                else:
+                elif result is not None:
                     found[chat_id] = result
         return found, failed

@@ -204,3 +204,20 @@ def test_both_sources_in_one_run_and_one_failing_keeps_the_other(sim, invent_set
     assert summaries["invent"].status == "success"
     assert watermark(both.database, "cozmox") == cozmox_mark
     assert_invent_matches(sim, both.database)
+
+
+def test_a_chat_deleted_between_the_list_and_its_messages_is_skipped(sim, invent_settings):
+    order = newest_first(sim)
+    doomed = order[12]
+
+    def delete_after_listing(request):
+        # The list has been read once messages are asked for: the chat goes now.
+        if "/messages" in request.path and doomed in sim.chat_ids("invent"):
+            sim.delete("invent", doomed)
+
+    sim.on_request(delete_after_listing)
+    summary = sync(invent_settings)
+
+    assert summary.status == "success", summary.error
+    held = {r[0] for r in query(invent_settings.database, "select chat_id from chats")}
+    assert doomed not in held and held == set(order) - {doomed}
