@@ -283,3 +283,17 @@ def test_an_api_that_pages_smaller_than_asked_is_followed(sim, settings, monkeyp
 
     assert summary.status == "success"
     assert_warehouse_matches(sim, settings.database)
+
+
+def test_long_runs_log_their_progress(sim, settings, caplog, monkeypatch):
+    """Off a terminal, progress is a log line now and then (here: every page)."""
+    import logging
+
+    from flows import progress
+
+    monkeypatch.setattr(progress, "_current", progress.Reporter(every=0))
+    caplog.set_level(logging.INFO, logger="chatsync")
+    sync(settings)
+    lines = [r.getMessage() for r in caplog.records if "chats fetched" in r.getMessage()]
+    assert len(lines) >= 5
+    assert lines[-1].startswith(f"cozmox: {len(lines)} pages, {len(sim.cozmox_chats())} chats fetched")
