@@ -34,6 +34,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the server's process: end with chatsync serve even if it is killed outright."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def prefect_home() -> Path:
     return Path(os.environ.get("CHATSYNC_PREFECT_HOME", Path.home() / ".chatsync" / "prefect")).expanduser()
 
@@ -48,7 +56,8 @@ def local_prefect_server(out: Console, startup_seconds: float = 120) -> Iterator
     env.pop("PREFECT_API_URL", None)
     log_file = (home / "server.log").open("ab")
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                              preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     api = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.monotonic() + startup_seconds

@@ -227,3 +227,25 @@ def test_reconcile_command_marks_deleted_chats(sim, settings, cli_env, capsys):
 
     assert (code, err) == (0, "")
     assert query(settings.database, "select chat_id from chats where deleted_at is not null") == [(gone,)]
+
+
+def test_a_killed_serve_takes_its_prefect_server_with_it(settings, cli_env, tmp_path):
+    exe = shutil.which("chatsync", path=str(Path(sys.executable).parent)) or shutil.which("chatsync")
+    env = dict(os.environ, CHATSYNC_PREFECT_HOME=str(tmp_path / "prefect-home"))
+    env.pop("PREFECT_API_URL", None)
+    served = subprocess.Popen([exe, "serve"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = served.stdout.readline()
+        assert "UI at http://127.0.0.1:" in line, line
+        port = int(line.split("UI at http://127.0.0.1:")[1].split()[0])
+    finally:
+        served.kill()
+        served.wait()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            break  # the server is gone
+        assert time.monotonic() < deadline, "the Prefect server outlived chatsync serve"
+        time.sleep(0.2)
