@@ -135,7 +135,7 @@ class CozmoxChats:
         created = parse_time(first[0].get("createdAt")) if first and isinstance(first[0], dict) else None
         if created is not None:
             bound = floor_ms(created)
-            _, before = self._request(None, bound, limit=0)
+            _, before = self._request(None, bound, limit=1)
             if before == 0:
                 return bound
         return EPOCH

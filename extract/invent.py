@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from extract.cozmox import parse_time
@@ -29,6 +29,32 @@ log = logging.getLogger("chatsync.extract")
 
 # A walk steps back this many times at most when chats vanish under it.
 _MAX_STEP_BACKS = 20
+
+
+@dataclass(frozen=True)
+class LastMessage:
+    """A chat's last message as the chat list names it: what its message list must reach."""
+
+    id: str | None
+    created_at: datetime | None
+
+    @classmethod
+    def of(cls, chat: dict) -> "LastMessage | None":
+        last = chat.get("last_message")
+        if not isinstance(last, dict):
+            return None
+        message_id = last.get("id") if isinstance(last.get("id"), str) else None
+        found = cls(message_id, parse_time(last.get("created_at")))
+        return found if found.id or found.created_at else None
+
+    def found_in(self, messages: list[Any]) -> bool:
+        if self.id and any(isinstance(m, dict) and m.get("id") == self.id for m in messages):
+            return True
+        if self.created_at is None:
+            return self.id is None
+        times = [t for t in (parse_time(m.get("created_at")) if isinstance(m, dict) else None for m in messages) if t]
+        # A second's slack: the list and the message endpoint may round times differently.
+        return bool(times) and max(times) >= self.created_at - timedelta(seconds=1)
 
 
 @dataclass
@@ -99,17 +125,15 @@ class InventChats:
                 oldest_so_far = min(times) if oldest_so_far is None else min(oldest_so_far, min(times))
             previous, last_count, number = records, count if count is not None else last_count, number + 1
 
-    def messages(self, chat_id: str, newest: datetime | None = None) -> list[Any]:
+    def messages(self, chat_id: str, last: LastMessage | None = None) -> list[Any]:
         """Every message of one chat, oldest first, as the API pages them.
 
-        `newest` is when the chat's last message was created, as the chat list says: a message
-        list that ends before it comes from a stale cache or replica, and is asked again.
+        `last` is the chat's last message as the chat list gives it: a message list that has
+        neither it nor anything as recent comes from a stale cache or replica, and is asked again.
         """
         for attempt in range(self.client.retry.attempts):
             messages = self._message_pages(chat_id)
-            times = [t for t in (parse_time(m.get("created_at")) if isinstance(m, dict) else None
-                                 for m in messages) if t]
-            if newest is None or (times and max(times) >= newest):
+            if last is None or last.found_in(messages):
                 return messages
             if attempt + 1 < self.client.retry.attempts:
                 self.client.count_retry()
@@ -134,7 +158,7 @@ class InventChats:
                 return out
             previous, number = body, number + 1
 
-    def messages_of(self, chat_ids: dict[str, datetime | None]) -> tuple[dict[str, list[Any]], dict[str, SourceError]]:
+    def messages_of(self, chat_ids: dict[str, "LastMessage | None"]) -> tuple[dict[str, list[Any]], dict[str, SourceError]]:
         """Messages of many chats at once; a chat whose messages fail is reported, not fatal.
 
         A chat deleted since the list was read (404) is skipped: reconcile marks it. A rejected

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from extract.cozmox import CozmoxChats, parse_time
+from extract.cozmox import CozmoxChats
 from extract.http import ApiClient
-from extract.invent import InventChats
+from extract.invent import InventChats, LastMessage
 from flows.settings import Settings
 from load.warehouse import Warehouse, now_utc
 from transform import cozmox, invent
@@ -69,7 +69,7 @@ def _invent_walk(client: ApiClient, settings: Settings, warehouse: Warehouse, st
         held = warehouse.versions("invent", [chat.id for chat, _ in chats])
         changed = [(chat, raw) for chat, raw in chats
                    if force or chat.id not in held or chat.updated_at > held[chat.id]]
-        messages, failed = reader.messages_of({chat.id: last_message_at(raw) for chat, raw in changed})
+        messages, failed = reader.messages_of({chat.id: LastMessage.of(raw) for chat, raw in changed})
         for chat, _ in changed:
             if chat.id in failed:
                 held_back.append(chat.updated_at)
@@ -81,11 +81,6 @@ def _invent_walk(client: ApiClient, settings: Settings, warehouse: Warehouse, st
                    deferred={chat_id: exc.cause for chat_id, exc in failed.items()})
     # A chat left behind must come inside the next run's range again.
     yield Step(Batch(), 0, min([watermark, *held_back]))
-
-
-def last_message_at(raw: dict) -> datetime | None:
-    last = raw.get("last_message")
-    return parse_time(last.get("created_at")) if isinstance(last, dict) else None
 
 
 STEPS = {"cozmox": cozmox_steps, "invent": invent_steps}

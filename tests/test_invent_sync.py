@@ -221,3 +221,4 @@ def test_a_chat_deleted_between_the_list_and_its_messages_is_skipped(sim, invent
     assert summary.status == "success", summary.error
     held = {r[0] for r in query(invent_settings.database, "select chat_id from chats")}
     assert doomed not in held and held == set(order) - {doomed}
+
