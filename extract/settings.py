@@ -11,4 +11,3 @@ INVENT_CHATS_PATH = "/orgs/{org_id}/chats"
 INVENT_MESSAGES_PATH = "/chats/{chat_id}/messages"
 INVENT_MAX_TAKE = 100
 INVENT_COUNT_HEADER = "pagination-count"
-INVENT_MESSAGES_FROM_PARAM = "from"  # (assumed) "the date to start fetching messages from"

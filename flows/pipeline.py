@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,10 +50,6 @@ class SourceSummary:
                 "retries", "window_start", "window_end")
         return {k: getattr(self, k) for k in keys}
 
-    def row(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("run_id")
-        return out
 
 
 def make_client(settings: Settings, source: str) -> ApiClient:

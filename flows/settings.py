@@ -6,6 +6,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from extract.settings import (
+    COZMOX_MAX_LIMIT,
     COZMOX_DEFAULT_BASE_URL,
     INVENT_DEFAULT_BASE_URL,
     INVENT_DEFAULT_ORG,
@@ -30,7 +31,7 @@ class Settings(BaseSettings):
 
     # How a run reads: chats per request, how far behind the watermark to re-read (late
     # commits), how long before its start a run stops (clock skew, in-flight writes).
-    page_size: int = Field(250, ge=1, le=1000, validation_alias=_env("CHATSYNC_PAGE_SIZE"))
+    page_size: int = Field(250, ge=1, le=COZMOX_MAX_LIMIT, validation_alias=_env("CHATSYNC_PAGE_SIZE"))
     lookback_seconds: float = Field(600, ge=0, validation_alias=_env("CHATSYNC_LOOKBACK_SECONDS"))
     safety_margin_seconds: float = Field(60, ge=0, validation_alias=_env("CHATSYNC_SAFETY_MARGIN_SECONDS"))
 
