@@ -20,14 +20,14 @@ log = logging.getLogger("chatsync")
 
 @dataclass
 class Tally:
-    pages: int = 0
+    loads: int = 0
     chats: int = 0
     messages: int = 0
     started: float = 0.0
 
     def line(self, source: str) -> str:
         seconds = max(time.monotonic() - self.started, 1e-9)
-        return (f"{source}: {self.pages} pages, {self.chats} chats fetched, {self.messages} messages "
+        return (f"{source}: {self.loads} batches loaded, {self.chats} chats fetched, {self.messages} messages "
                 f"written, {self.chats / seconds:.0f} chats/s")
 
 
@@ -45,7 +45,7 @@ class Reporter:
 
     def advance(self, source: str, chats: int, messages: int) -> None:
         tally = self.tallies.setdefault(source, Tally(started=time.monotonic()))
-        tally.pages += 1
+        tally.loads += 1
         tally.chats += chats
         tally.messages += messages
         self.show(source, tally)

@@ -15,6 +15,7 @@ import sys
 from datetime import datetime
 
 from extract.http import ApiClient
+from flows import pipeline
 from flows.pipeline import run_backfill, run_sync
 from flows.settings import Settings
 from load.warehouse import Warehouse
@@ -36,7 +37,7 @@ class Connection:
         self._con = con
 
     def execute(self, sql, *args):
-        if sql.startswith("insert or replace into chats"):
+        if sql.startswith("insert into chats"):
             hit("rows")
         elif sql == "commit" and in_load:
             hit("commit")
@@ -71,6 +72,7 @@ def init(self, *args, **kwargs):
 
 
 ApiClient.get, Warehouse.load, Warehouse.__init__ = get, load, init
+pipeline.GROUP_CHATS = 1  # a load per page, so that there are loads to kill
 settings = Settings()
 if mode == "sync":
     run_sync(settings)

@@ -198,9 +198,14 @@ def test_a_dead_api_fails_the_run_and_keeps_the_watermark(sim, settings):
     ]
 
 
-def test_a_run_that_dies_midway_resumes_after_its_last_finished_window(sim, settings):
+def test_a_run_that_dies_midway_resumes_after_its_last_finished_window(sim, settings, monkeypatch):
+    from flows import pipeline
+
+    monkeypatch.setattr(pipeline, "GROUP_CHATS", 1)  # a commit per page, as in a long run
     total = len(sim.cozmox_chats())
-    sim.add_fault(Fault(kind="status", status=500, times=-1, source="cozmox", after=6))
+    # after 8: the first window's request is sure to be among them, whatever order the windows
+    # asked for ahead arrive in
+    sim.add_fault(Fault(kind="status", status=500, times=-1, source="cozmox", after=8))
     broken = sync(settings)
     assert broken.status == "failed"
     partial = watermark(settings.database)
@@ -289,11 +294,39 @@ def test_long_runs_log_their_progress(sim, settings, caplog, monkeypatch):
     """Off a terminal, progress is a log line now and then (here: every page)."""
     import logging
 
-    from flows import progress
+    from flows import pipeline, progress
 
     monkeypatch.setattr(progress, "_current", progress.Reporter(every=0))
+    monkeypatch.setattr(pipeline, "GROUP_CHATS", 1)  # a load per page, as in a long run
     caplog.set_level(logging.INFO, logger="chatsync")
     sync(settings)
     lines = [r.getMessage() for r in caplog.records if "chats fetched" in r.getMessage()]
     assert len(lines) >= 5
-    assert lines[-1].startswith(f"cozmox: {len(lines)} pages, {len(sim.cozmox_chats())} chats fetched")
+    assert lines[-1].startswith(f"cozmox: {len(lines)} batches loaded, {len(sim.cozmox_chats())} chats fetched")
+
+
+def test_a_chat_changed_alone_keeps_its_child_rows(sim, settings):
+    sync(settings)
+    chat = next(c for c in sim.cozmox_chats() if len(c["messages"]) >= 2)
+    children = "select rowid, * from messages where chat_id = ? order by message_id"
+    before = query(settings.database, children, [chat["id"]])
+    sim.set_timestamp("cozmox", chat["id"], datetime.now(timezone.utc) - timedelta(seconds=1))
+
+    summary = sync(settings)
+
+    assert (summary.chats_upserted, summary.messages_upserted) == (1, 0)
+    # the same rows, not a copy written again: a rewritten row gets a new rowid
+    assert query(settings.database, children, [chat["id"]]) == before
+    assert_warehouse_matches(sim, settings.database)
+
+
+def test_a_full_refresh_of_unchanged_chats_rewrites_no_children(sim, settings):
+    sync(settings)
+    ids = query(settings.database, "select rowid from messages order by rowid")
+
+    summary = sync(settings, full_refresh=True)
+
+    assert summary.chats_upserted == len(sim.cozmox_chats())
+    assert summary.messages_upserted == 0
+    assert query(settings.database, "select rowid from messages order by rowid") == ids
+    assert_warehouse_matches(sim, settings.database)

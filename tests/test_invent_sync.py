@@ -222,3 +222,39 @@ def test_a_chat_deleted_between_the_list_and_its_messages_is_skipped(sim, invent
     held = {r[0] for r in query(invent_settings.database, "select chat_id from chats")}
     assert doomed not in held and held == set(order) - {doomed}
 
+
+
+def test_a_message_id_listed_under_two_chats_is_held_once(sim, invent_settings):
+    sync(invent_settings)
+    first, second = [c["id"] for c in sim.invent_chats() if sim.invent_messages(c["id"])][:2]
+    shared = sim.invent_messages(first)[0]
+    count = "select count(*), any_value(chat_id) from messages where message_id = ?"
+
+    # The second chat now lists a message the warehouse holds under the first.
+    sim.replace_messages("invent", second, sim.invent_messages(second) + [shared])
+    assert sync(invent_settings).status == "success"
+    assert query(invent_settings.database, count, [shared["id"]]) == [(1, second)]
+
+    # Both change in one run, each listing it: one batch names the key twice.
+    now = datetime.now(timezone.utc)
+    sim.touch("invent", first, at=now - timedelta(seconds=2))
+    sim.touch("invent", second, at=now - timedelta(seconds=1))
+    summary = sync(invent_settings)
+    assert summary.status == "success", summary.error
+    assert query(invent_settings.database, count, [shared["id"]]) == [(1, second)]  # the later listing
+    held = query(invent_settings.database, "select count(*) from messages where chat_id = ?", [second])
+    assert held == [(len(sim.invent_messages(second)),)]
+
+
+def test_a_chat_changed_alone_keeps_its_message_rows(sim, invent_settings):
+    sync(invent_settings)
+    chat = next(c for c in sim.invent_chats() if len(sim.invent_messages(c["id"])) >= 2)
+    children = "select rowid, * from messages where chat_id = ? order by message_id"
+    before = query(invent_settings.database, children, [chat["id"]])
+    sim.set_timestamp("invent", chat["id"], datetime.now(timezone.utc) - timedelta(seconds=1))
+
+    summary = sync(invent_settings)
+
+    assert (summary.chats_upserted, summary.messages_upserted) == (1, 0)
+    assert query(invent_settings.database, children, [chat["id"]]) == before
+    assert_invent_matches(sim, invent_settings.database)

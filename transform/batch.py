@@ -6,8 +6,10 @@ tables rather than row by row.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
+import orjson
 import pyarrow as pa
 
 TS = pa.timestamp("us", tz="UTC")
@@ -41,6 +43,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("assigned_user_id", pa.string()),
             ("assigned_user_name", pa.string()),
             ("assigned_at", TS),
+            ("children_fingerprint", pa.string()),
             ("raw", pa.string()),
         ]
     ),
@@ -132,6 +135,15 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
+def _decoded(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    raise TypeError
+
+
+ROW_LISTS = ("chats", "messages", "usage", "costs", "chat_members", "message_files", "rejected")
+
+
 @dataclass
 class Batch:
     """Rows per table; every child row carries the `chat_id` it belongs to."""
@@ -143,11 +155,55 @@ class Batch:
     chat_members: list[dict] = field(default_factory=list)
     message_files: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
+    _tables: dict[str, pa.Table] | None = field(default=None, repr=False, compare=False)
 
     def extend(self, other: "Batch") -> None:
-        for name in ("chats", "messages", "usage", "costs", "chat_members", "message_files", "rejected"):
+        for name in ROW_LISTS:
             getattr(self, name).extend(getattr(other, name))
 
+    def merge(self, other: "Batch") -> None:
+        """Adds a later page's rows; a chat on both keeps only its newer copy, children and all.
+
+        A chat updated while the pages were read shows up twice, once per place it held.
+        """
+        mine = {row["chat_id"]: row["updated_at"] for row in self.chats}
+        older_here = {row["chat_id"] for row in other.chats
+                      if row["chat_id"] in mine and row["updated_at"] >= mine[row["chat_id"]]}
+        older_there = {row["chat_id"] for row in other.chats if row["chat_id"] in mine} - older_here
+        if older_here:
+            self._drop(older_here)
+        if older_there:
+            other._drop(older_there)
+        self.extend(other)
+
+    def _drop(self, chat_ids: set[str]) -> None:
+        for name in ROW_LISTS[:-1]:
+            setattr(self, name, [row for row in getattr(self, name) if row["chat_id"] not in chat_ids])
+
+    def fingerprint_children(self) -> None:
+        """Stamps the one chat of this batch with a hash of its child rows, so that a load can
+        leave children alone when a chat comes back with the same ones (a lookback, a refresh,
+        a change to the chat alone)."""
+        children = [getattr(self, name) for name in ROW_LISTS[1:-1]]
+        try:
+            text = orjson.dumps(children, default=_decoded, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:
+            text = repr(children).encode()
+        self.chats[0]["children_fingerprint"] = hashlib.blake2b(text, digest_size=16).hexdigest()
+
+    @property
+    def raw_bytes(self) -> int:
+        return sum(len(row["raw"] or "") for row in self.chats)
+
+    def tables(self) -> dict[str, pa.Table]:
+        """Every table's rows as Arrow, built once; the rows may not change after."""
+        if self._tables is None:
+            self._tables = {
+                name: pa.Table.from_pylist(self.rejected if name == "rejected_records" else getattr(self, name),
+                                           schema=schema)
+                for name, schema in SCHEMAS.items()
+            }
+        return self._tables
+
     def table(self, name: str) -> pa.Table:
-        rows = self.rejected if name == "rejected_records" else getattr(self, name)
-        return pa.Table.from_pylist(rows, schema=SCHEMAS[name])
+        return self.tables()[name]

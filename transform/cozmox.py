@@ -160,6 +160,7 @@ def flatten(records: list[Any], received_at: datetime) -> Batch:
         rows = Batch()
         try:
             chat_rows(chat, raw, rows)
+            rows.fingerprint_children()
         except Exception as exc:  # noqa: BLE001 - valid in shape, yet not storable
             batch.rejected.append(rejected_row(SOURCE, "chats", raw, index, reason(exc), received_at))
             continue

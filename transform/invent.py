@@ -259,6 +259,7 @@ def flatten(chats: list[tuple[Chat, dict]], messages: dict[str, list[Any]], rece
                     continue
                 readable[message.id] = message
             _message_rows(chat.id, list(readable.values()), rows)
+            rows.fingerprint_children()
         except Exception as exc:  # noqa: BLE001 - valid in shape, yet not storable
             batch.rejected.append(rejected_row(SOURCE, "chats", raw, 0, reason(exc), received_at))
             continue
