@@ -22,6 +22,7 @@ from typer._click.exceptions import ClickException  # noqa: E402  (typer vendors
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from flows import temporary_server  # noqa: E402
 from flows.progress import live  # noqa: E402
 from flows.settings import SOURCES, Settings  # noqa: E402
 
@@ -96,12 +97,20 @@ def _summary(summaries: list) -> None:
 
 
 def run_sync_flow(source: Optional[str], full_refresh: bool, settings: Settings) -> list:
+    _check_sources(settings, source)
     from flows.sync_flow import sync_flow
 
-    _check_sources(settings, source)
+    _server_ready()
     with live(out):
         state = sync_flow(source=source, database=settings.database, full_refresh=full_refresh, return_state=True)
     return _outcome(state)
+
+
+def _server_ready() -> None:
+    try:
+        temporary_server.wait_until_ready()
+    except RuntimeError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _check_sources(settings: Settings, source: Optional[str]) -> None:
@@ -125,9 +134,10 @@ def _outcome(state) -> list:  # noqa: ANN001 - a Prefect State
 
 def run_backfill_flow(source: Optional[str], since: datetime, until: Optional[datetime], window: timedelta,
                       settings: Settings) -> list:
+    _check_sources(settings, source)
     from flows.sync_flow import backfill_flow
 
-    _check_sources(settings, source)
+    _server_ready()
     with live(out):
         state = backfill_flow(since=since, until=until, source=source, window_seconds=window.total_seconds(),
                               database=settings.database, return_state=True)
@@ -242,6 +252,7 @@ def reconcile(
 
     settings = load_settings(**connection(locals()))
     _check_sources(settings, source)
+    _server_ready()
     with live(out):
         state = reconcile_flow(source=source, database=settings.database, return_state=True)
     _outcome(state)
@@ -324,5 +335,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
 
 
+# Commands that run flows: the installed command starts Prefect's temporary server for them
+# before anything else, so that it boots while the command gets ready.
+FLOW_COMMANDS = {"sync", "backfill", "reconcile", "demo"}
+
+
+def run() -> None:
+    """The installed `chatsync` command."""
+    args = sys.argv[1:]
+    if args and args[0] in FLOW_COMMANDS and not {"--help", "-h"} & set(args):
+        temporary_server.start()
+    sys.exit(main(args))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -249,3 +249,68 @@ def test_a_killed_serve_takes_its_prefect_server_with_it(settings, cli_env, tmp_
             break  # the server is gone
         assert time.monotonic() < deadline, "the Prefect server outlived chatsync serve"
         time.sleep(0.2)
+
+
+def prefect_servers(home: Path) -> list[int]:
+    """Pids of Prefect temporary servers whose PREFECT_HOME is `home`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if b"prefect.server.api.server:create_app" not in (entry / "cmdline").read_bytes():
+                continue
+            if f"PREFECT_HOME={home}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def test_the_installed_command_runs_prefect_beside_it_and_leaves_nothing_running(sim, settings, cli_env, tmp_path):
+    exe = shutil.which("chatsync", path=str(Path(sys.executable).parent)) or shutil.which("chatsync")
+    home = tmp_path / "prefect"
+    env = dict(os.environ, PREFECT_HOME=str(home))
+    env.pop("PREFECT_API_URL", None)
+
+    done = subprocess.run([exe, "sync", "--source", "cozmox"], env=env, capture_output=True, text=True, timeout=180)
+
+    assert (done.returncode, done.stderr) == (0, "")
+    assert_warehouse_matches(sim, settings.database)
+    assert (home / "prefect.db").exists(), "the flow ran on a server of its own PREFECT_HOME"
+    assert "View at" not in done.stdout, "a link to a server that is gone"
+    assert prefect_servers(home) == []
+
+
+def test_a_killed_command_takes_its_temporary_server_with_it(sim, settings, cli_env, tmp_path):
+    exe = shutil.which("chatsync", path=str(Path(sys.executable).parent)) or shutil.which("chatsync")
+    home = tmp_path / "prefect"
+    env = dict(os.environ, PREFECT_HOME=str(home))
+    env.pop("PREFECT_API_URL", None)
+    command = subprocess.Popen([exe, "sync", "--source", "cozmox"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not prefect_servers(home):
+            assert command.poll() is None and time.monotonic() < deadline, "no temporary server was started"
+            time.sleep(0.05)
+    finally:
+        command.kill()
+        command.wait()
+    deadline = time.monotonic() + 30
+    while prefect_servers(home):
+        assert time.monotonic() < deadline, "the temporary server outlived the command"
+        time.sleep(0.2)
+
+
+def test_a_prefect_server_named_in_the_active_profile_is_left_to_prefect(tmp_path, monkeypatch):
+    from flows import temporary_server
+
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text('active = "team"\n[profiles.team]\nPREFECT_API_URL = "http://prefect.internal:4200/api"\n')
+    monkeypatch.setenv("PREFECT_PROFILES_PATH", str(profiles))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    temporary_server.start()
+
+    assert temporary_server._server is None
+    assert "PREFECT_API_URL" not in os.environ
