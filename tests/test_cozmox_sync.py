@@ -330,3 +330,22 @@ def test_a_full_refresh_of_unchanged_chats_rewrites_no_children(sim, settings):
     assert summary.messages_upserted == 0
     assert query(settings.database, "select rowid from messages order by rowid") == ids
     assert_warehouse_matches(sim, settings.database)
+
+
+def test_a_chat_read_in_two_windows_of_one_load_keeps_its_newer_copy(sim, settings):
+    """A chat that moves to a later window while the run pages is read twice, old copy first;
+    both copies land in the same load, and only the newer one, with its own children, stays."""
+    oldest = min((c for c in sim.cozmox_chats() if len(c["messages"]) >= 3), key=lambda c: c["updatedAt"])
+    moved_to = datetime.now(timezone.utc) - timedelta(seconds=30)
+
+    def move(request):
+        # by the 8th request the first window was answered (4 are asked for at a time after the 3rd)
+        if request.source == "cozmox" and request.index == 8:
+            sim.replace_messages("cozmox", oldest["id"], oldest["messages"][:1], at=moved_to)
+
+    sim.on_request(move)
+    summary = sync(settings)
+
+    assert summary.status == "success", summary.error
+    assert summary.chats_fetched == len(sim.cozmox_chats()) + 1, "the moved chat was not read twice"
+    assert_warehouse_matches(sim, settings.database)
