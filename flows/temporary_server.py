@@ -23,13 +23,14 @@ import httpx
 _server: subprocess.Popen | None = None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """In a server's process: end with the chatsync process that started it, even killed outright."""
     import ctypes
     import signal
 
@@ -67,12 +68,12 @@ def start() -> None:
     global _server
     if _server is not None or _api_configured():
         return
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PREFECT_UI_ENABLED="0", PREFECT__SERVER_EPHEMERAL="1", PREFECT__SERVER_FINAL="1")
     command = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
                "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
     _server = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
-                               preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                               preexec_fn=die_with_parent if sys.platform == "linux" else None)
     os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
     os.environ["PREFECT_UI_URL"] = ""  # it serves no UI: no "View at" links to it
     atexit.register(stop)
