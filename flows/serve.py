@@ -19,7 +19,7 @@ from typing import Iterator
 import httpx
 from rich.console import Console
 
-from flows.temporary_server import die_with_parent, free_port
+from flows.temporary_server import die_with_parent, end_process, free_port
 
 DEFAULT_CRON = "*/15 * * * *"
 DEPLOYMENT = "chatsync-sync"
@@ -62,12 +62,7 @@ def local_prefect_server(out: Console, startup_seconds: float = 120) -> Iterator
         out.print(f"Prefect server (local, data in {home}): UI at http://127.0.0.1:{port}")
         yield api
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        end_process(server, grace_seconds=20)
         log_file.close()
 
 

@@ -102,10 +102,15 @@ def stop() -> None:
     global _server
     if _server is None:
         return
-    _server.terminate()
-    try:
-        _server.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        _server.kill()
-        _server.wait()
+    end_process(_server, grace_seconds=5)
     _server = None
+
+
+def end_process(process: subprocess.Popen, grace_seconds: float) -> None:
+    """SIGTERM, then SIGKILL if it is still there after the grace period."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
