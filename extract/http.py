@@ -92,7 +92,10 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def _classify(source: str, path: str, response: httpx.Response) -> Any:
+Decoder = Callable[[bytes, str], Any]
+
+
+def _classify(source: str, path: str, response: httpx.Response, decode_body: Decoder) -> Any:
     """The decoded body of a good response; raises the error class the response deserves."""
     status = response.status_code
     if status in (401, 403):
@@ -102,7 +105,7 @@ def _classify(source: str, path: str, response: httpx.Response) -> Any:
     if status >= 400:
         detail = response.text[:200].replace("\n", " ")
         raise SourceRequestError(source, f"the API refused {path} (HTTP {status}): {detail}", status)
-    return decode(response.content, path)
+    return decode_body(response.content, path)
 
 
 def decode(content: bytes, path: str) -> Any:
@@ -110,13 +113,22 @@ def decode(content: bytes, path: str) -> Any:
     Infinity, 1e400, lone surrogates) is read leniently and made plain JSON again, so that one
     odd record does not make its whole page unreadable."""
     try:
+        return lenient_loads(content)
+    except ValueError:
+        raise _Retryable(f"an unreadable JSON body from {path}") from None
+
+
+def lenient_loads(content: bytes) -> Any:
+    """orjson, or where only a lenient parser reads the text, its value made plain JSON;
+    ValueError where nothing reads it."""
+    try:
         return orjson.loads(content)
     except orjson.JSONDecodeError:
         pass
     try:
         return _plain(json.loads(content))
     except (ValueError, RecursionError):
-        raise _Retryable(f"an unreadable JSON body from {path}") from None
+        raise ValueError("not readable as JSON") from None
 
 
 def _plain(value: Any) -> Any:
@@ -196,7 +208,8 @@ class ApiClient:
             self.stats.retries += 1
 
     def get(
-        self, path: str, params: dict[str, Any], check: Callable[[Any], str | None] | None = None
+        self, path: str, params: dict[str, Any], check: Callable[[Any], str | None] | None = None,
+        decode_body: Decoder = decode,
     ) -> tuple[Any, httpx.Headers]:
         """GET with retries; returns the decoded JSON body and the response headers.
 
@@ -211,7 +224,7 @@ class ApiClient:
                 self.stats.requests += 1
             try:
                 response = self._http.get(path, params=params)
-                body = _classify(self.source, path, response)
+                body = _classify(self.source, path, response, decode_body)
                 problem = check(body) if check else None
                 if problem:
                     raise _Retryable(f"{problem} from {path}")

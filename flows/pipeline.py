@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from extract.cozmox import CozmoxChats, floor_ms
+from extract.cozmox import CozmoxChats, chat_key, floor_ms
 from extract.invent import InventChats
 from extract.http import ApiClient, RetryPolicy, SourceError
 from flows.progress import reporter
@@ -302,7 +302,7 @@ def listed_ids(client: ApiClient, settings: Settings, source: str, started: date
 
     if source == "cozmox":
         for page in CozmoxChats(client, settings.page_size).pages(None, started + timedelta(days=1)):
-            take(page.records)
+            ids.update(key for key in (chat_key(text).id for text in page.records) if isinstance(key, str))
     else:
         reader = InventChats(client, settings.invent_org_id, take=settings.page_size)
         for page in reader.walk(None):

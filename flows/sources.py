@@ -65,15 +65,13 @@ def _invent_walk(client: ApiClient, settings: Settings, warehouse: Warehouse, st
         received = now_utc()
         chats, rejected = invent.read_chats(page.records, received)
         if until is not None:
-            chats = [(chat, raw) for chat, raw in chats if start <= chat.updated_at < until]
-        held = warehouse.versions("invent", [chat.id for chat, _ in chats])
-        changed = [(chat, raw) for chat, raw in chats
-                   if force or chat.id not in held or chat.updated_at > held[chat.id]]
-        messages, failed = reader.messages_of({chat.id: LastMessage.of(raw) for chat, raw in changed})
-        for chat, _ in changed:
-            if chat.id in failed:
-                held_back.append(chat.updated_at)
-        ready = [(chat, raw) for chat, raw in changed if chat.id in messages]
+            chats = [c for c in chats if start <= c.record.updated_at < until]
+        held = warehouse.versions("invent", [c.record.id for c in chats])
+        changed = [c for c in chats
+                   if force or c.record.id not in held or c.record.updated_at > held[c.record.id]]
+        messages, failed = reader.messages_of({c.record.id: LastMessage.of(c.raw) for c in changed})
+        held_back += [c.record.updated_at for c in changed if c.record.id in failed]
+        ready = [c for c in changed if c.record.id in messages]
         if page.count is not None:
             log.info("invent: chat list page %d of %d, %d chats changed", page.number,
                      max(1, -(-page.count // reader.take)), len(changed))

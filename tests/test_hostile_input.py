@@ -11,6 +11,7 @@ import json
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from extract.cozmox import split_envelope
 from extract.http import decode
 from load.warehouse import Warehouse
 from transform import cozmox, invent
@@ -88,6 +89,11 @@ def _through_json(records):
     return decode(json.dumps(records).encode(), "/test")
 
 
+def _as_sent(records):
+    # Cozmox chats as the client hands them over: each the JSON text it came as.
+    return split_envelope(json.dumps({"results": records}).encode(), "/chat")["results"]
+
+
 def keys_of(records):
     keys = set()
     for index, record in enumerate(records):
@@ -128,7 +134,7 @@ SETTINGS = settings(max_examples=int(os.environ.get("CHATSYNC_HYPOTHESIS_EXAMPLE
 @SETTINGS
 @given(page_of(COZMOX_CHAT))
 def test_cozmox_pages_never_crash_and_lose_nothing(records):
-    batch = cozmox.flatten(records, NOW)
+    batch = cozmox.flatten(_as_sent(records), NOW)
     assert_nothing_lost(records, batch)
     load("cozmox", batch)
 
@@ -137,9 +143,9 @@ def test_cozmox_pages_never_crash_and_lose_nothing(records):
 @given(page_of(INVENT_CHAT), st.lists(st.one_of(mutated(INVENT_MESSAGE), json_values), max_size=5).map(_through_json))
 def test_invent_pages_and_messages_never_crash_and_lose_nothing(records, messages):
     chats, rejected = invent.read_chats(records, NOW)
-    batch = invent.flatten(chats, {chat.id: messages for chat, _ in chats}, NOW, rejected)
+    batch = invent.flatten(chats, {c.record.id: messages for c in chats}, NOW, rejected)
     assert_nothing_lost(records, batch)
-    for chat, _ in chats:
+    for chat in (c.record for c in chats):
         if any(r["chat_id"] == chat.id for r in batch.chats):
             # each message is a row of this chat or a rejected record of it
             held = sum(1 for m in batch.messages if m["chat_id"] == chat.id)
@@ -170,6 +176,33 @@ def test_bodies_only_a_lenient_parser_reads_still_load():
     batch = cozmox.flatten(decode(body, "/chat"), NOW)
     assert batch.chats[0]["cost"] is None and batch.chats[0]["title"] == "?"
     assert batch.costs[0]["prompt_tokens"] is None and batch.costs[0]["cost"] is None
+    load("cozmox", batch)
+
+
+def test_chats_are_stored_as_the_text_they_were_sent_as():
+    text = b'{ "id" : "chat-1", "updatedAt": "2026-01-01T00:00:01Z", "name": "caf\\u00e9",  "extra": [1, 2.50] }'
+    sent = split_envelope(b'{"results": [' + text + b'], "metadata": {"totalItems": 1}}', "/chat")["results"]
+    batch = cozmox.flatten(sent, NOW)
+    assert batch.chats[0]["raw"] == text and batch.chats[0]["title"] == "caf\u00e9"
+    load("cozmox", batch)
+    stored = _warehouse[0].scalar("select (raw->>'$.name') || (raw->>'$.extra[1]') from chats where chat_id = 'chat-1'")
+    assert stored == "caf\u00e92.5"
+
+
+def test_envelopes_only_a_lenient_parser_reads_still_load():
+    body = b'{"results": [{"id": "x", "updatedAt": "2026-01-01T00:00:00Z", "cost": NaN, "name": "\\ud800"}]}'
+    batch = cozmox.flatten(split_envelope(body, "/chat")["results"], NOW)
+    assert batch.chats[0]["cost"] is None and batch.chats[0]["title"] == "?"
+    load("cozmox", batch)
+
+
+def test_a_chat_no_parser_reads_is_rejected_and_the_rest_of_its_page_loads():
+    body = b'{"results": [{"id": "bad", "updatedAt": "2026-01-01T00:00:00Z", "name": "\xff"},' \
+           b' {"id": "good", "updatedAt": "2026-01-01T00:00:00Z"}]}'
+    batch = cozmox.flatten(split_envelope(body, "/chat")["results"], NOW)
+    assert [r["chat_id"] for r in batch.chats] == ["good"]
+    assert [(r["record_key"], "not readable as JSON" in r["error"]) for r in batch.rejected] == [("#0", True)]
+    assert "\ufffd" in json.loads(batch.rejected[0]["raw"])
     load("cozmox", batch)
 
 

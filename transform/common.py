@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from extract.http import lenient_loads
 
 # Python's datetime stops at year 9999 and DuckDB's TIMESTAMPTZ far beyond; a timestamp past
 # either is not a time anybody recorded.
@@ -98,8 +100,10 @@ def rejected_row(source: str, stream: str, record: Any, index: int, error: str, 
     }
 
 
-def _raw_or_text(record: Any) -> str:
+def _raw_or_text(record: Any) -> str | bytes:
     """The record as JSON, or, past what JSON can hold, its text: a reject is never lost."""
+    if isinstance(record, bytes):  # text that no parser reads
+        return json.dumps(record.decode("utf-8", "replace"))
     try:
         return dumps(record)
     except ValueError:
@@ -117,16 +121,42 @@ def unique_keys(rejected: list[dict]) -> list[dict]:
     return rejected
 
 
+class Readable(NamedTuple):
+    record: Any  # the validated model
+    raw: dict  # the record as decoded
+    text: bytes  # the record's JSON: as sent, where it came as plain JSON text
+    index: int  # its place on the page
+
+
+def sent(record: Any) -> tuple[Any, bytes]:
+    """A record and the JSON text to store for it.
+
+    A record that comes as text keeps that text where it is plain JSON; one that only a
+    lenient parser reads (NaN, a lone surrogate) is stored as its value made plain. A record
+    that comes decoded is dumped. ValueError where the text is not JSON at all.
+    """
+    if not isinstance(record, bytes):
+        return record, dumps(record) if isinstance(record, dict) else b""
+    try:
+        return orjson.loads(record), record
+    except orjson.JSONDecodeError:
+        value = lenient_loads(record)
+        return value, dumps(value)
+
+
 def read_page(model: type[Record], records: list[Any], source: str, received_at: datetime,
-              stream: str = "chats") -> tuple[list[tuple[Any, dict, int]], list[dict]]:
+              stream: str = "chats") -> tuple[list[Readable], list[dict]]:
     """The readable records of a page, the newest copy of each id, and the rejected rest.
 
-    A page that names one record twice keeps its newest copy, so the load sees each key once.
+    Records come decoded or as JSON text. A page that names one record twice keeps its newest
+    copy, so the load sees each key once.
     """
     rejected: list[dict] = []
-    newest: dict[str, tuple[Any, dict, int]] = {}
-    for index, raw in enumerate(records):
+    newest: dict[str, Readable] = {}
+    for index, item in enumerate(records):
+        raw = item
         try:
+            raw, text = sent(item)
             if not isinstance(raw, dict):
                 raise ValueError(f"a record must be a JSON object, not {type(raw).__name__}")
             record = model.model_validate(raw)
@@ -134,6 +164,6 @@ def read_page(model: type[Record], records: list[Any], source: str, received_at:
             rejected.append(rejected_row(source, stream, raw, index, reason(exc), received_at))
             continue
         held = newest.get(record.id)
-        if held is None or record.updated_at >= held[0].updated_at:
-            newest[record.id] = (record, raw, index)
+        if held is None or record.updated_at >= held.record.updated_at:
+            newest[record.id] = Readable(record, raw, text, index)
     return list(newest.values()), rejected

@@ -76,7 +76,7 @@ def _content(value: Any) -> str | None:
     return dumps(value)
 
 
-def chat_rows(chat: Chat, raw: dict, batch: Batch) -> None:
+def chat_rows(chat: Chat, raw: dict, text: bytes, batch: Batch) -> None:
     cid = chat.id
     assistant = chat.assistant or {}
     batch.chats.append(
@@ -97,7 +97,7 @@ def chat_rows(chat: Chat, raw: dict, batch: Batch) -> None:
             "assistant_voice_provider": _text(_nested(assistant, "voice", "provider")),
             "assistant_voice_id": _text(_nested(assistant, "voice", "voiceId")),
             "assistant_transcriber_provider": _text(_nested(assistant, "transcriber", "provider")),
-            "raw": dumps(raw),
+            "raw": text,
         }
     )
     lists: list[tuple[str, list[Turn]]] = [("message", chat.messages or []), ("output", chat.output or [])]
@@ -153,13 +153,14 @@ def chat_rows(chat: Chat, raw: dict, batch: Batch) -> None:
 
 
 def flatten(records: list[Any], received_at: datetime) -> Batch:
-    """One page of chats into rows; a chat that cannot be read becomes a rejected record."""
+    """One page of chats (as JSON texts, or decoded) into rows; a chat that cannot be read
+    becomes a rejected record."""
     chats, rejected = read_page(Chat, records, SOURCE, received_at)
     batch = Batch(rejected=rejected)
-    for chat, raw, index in chats:
+    for chat, raw, text, index in chats:
         rows = Batch()
         try:
-            chat_rows(chat, raw, rows)
+            chat_rows(chat, raw, text, rows)
             rows.fingerprint_children()
         except Exception as exc:  # noqa: BLE001 - valid in shape, yet not storable
             batch.rejected.append(rejected_row(SOURCE, "chats", raw, index, reason(exc), received_at))

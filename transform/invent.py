@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, StrictStr, field_validator
 
 from transform.batch import Batch
-from transform.common import Int64, Record, Timestamp, dumps, read_page, reason, rejected_row, unique_keys
+from transform.common import Int64, Readable, Record, Timestamp, read_page, reason, rejected_row, unique_keys
 
 SOURCE = "invent"
 
@@ -121,7 +121,7 @@ class Message(Record):
         return [] if value is None else value
 
 
-def _chat_row(chat: Chat, raw: dict) -> dict:
+def _chat_row(chat: Chat, text: bytes) -> dict:
     state = chat.state or InboxState()
     assigned = state.assigned_user or Named()
     return {
@@ -144,7 +144,7 @@ def _chat_row(chat: Chat, raw: dict) -> dict:
         "assigned_user_id": assigned.id,
         "assigned_user_name": assigned.name,
         "assigned_at": state.assigned_at,
-        "raw": dumps(raw),
+        "raw": text,
     }
 
 
@@ -231,20 +231,19 @@ def _message_rows(chat_id: str, messages: list[Message], batch: Batch) -> None:
             )
 
 
-def read_chats(records: list[Any], received_at: datetime) -> tuple[list[tuple[Chat, dict]], list[dict]]:
+def read_chats(records: list[Any], received_at: datetime) -> tuple[list[Readable], list[dict]]:
     """The readable chats of a list page (newest copy of each id) and the rejected rest."""
-    chats, rejected = read_page(Chat, records, SOURCE, received_at)
-    return [(chat, raw) for chat, raw, _ in chats], rejected
+    return read_page(Chat, records, SOURCE, received_at)
 
 
-def flatten(chats: list[tuple[Chat, dict]], messages: dict[str, list[Any]], received_at: datetime,
+def flatten(chats: list[Readable], messages: dict[str, list[Any]], received_at: datetime,
             rejected: list[dict] | None = None) -> Batch:
     """Chats with their messages into rows; an unreadable message is rejected, its chat loads."""
     batch = Batch(rejected=list(rejected or []))
-    for chat, raw in chats:
+    for chat, raw, text, _ in chats:
         rows = Batch()
         try:
-            rows.chats.append(_chat_row(chat, raw))
+            rows.chats.append(_chat_row(chat, text))
             _member_rows(chat, rows)
             readable: dict[str, Message] = {}
             for index, raw_message in enumerate(messages.get(chat.id, [])):
