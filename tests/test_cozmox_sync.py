@@ -349,3 +349,20 @@ def test_a_chat_read_in_two_windows_of_one_load_keeps_its_newer_copy(sim, settin
     assert summary.status == "success", summary.error
     assert summary.chats_fetched == len(sim.cozmox_chats()) + 1, "the moved chat was not read twice"
     assert_warehouse_matches(sim, settings.database)
+
+
+def test_a_warehouse_whose_key_index_outgrows_the_working_memory_still_loads(sim, settings, monkeypatch):
+    # DuckDB loads a primary-key index whole to change it; a fixed cap below its size ends the
+    # load with a fatal out-of-memory error. A million other message keys: about 40 MB of index.
+    from load import warehouse
+
+    sync(settings)
+    with warehouse.Warehouse(settings.database) as wh:
+        wh.con.execute("insert into messages (source, message_id, chat_id, kind, seq) "
+                       "select 'invent', 'm' || i, 'c' || (i // 20), 'message', i % 20 from range(1000000) t(i)")
+    monkeypatch.setattr(warehouse, "SYNC_MEMORY_MIB", 16)
+    summary = sync(settings, full_refresh=True)
+
+    assert summary.status == "success", summary.error
+    assert_warehouse_matches(sim, settings.database)
+    assert query(settings.database, "select count(*) from messages where source = 'invent'") == [(1000000,)]
