@@ -18,6 +18,9 @@ DEFAULTS = {
     "PREFECT_TASKS_DEFAULT_NO_CACHE": "true",
     # The same code runs outside flows too (tests, scripts); its logs then stay local quietly.
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    # A fresh Prefect home migrates its SQLite as the temporary server boots: 15 s on an idle
+    # 2-core machine, past Prefect's 20 s limit on a busy one, and the first run then fails.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
 
 

@@ -79,10 +79,12 @@ def start() -> None:
     atexit.register(stop)
 
 
-def wait_until_ready(timeout: float = 60.0) -> None:
-    """Returns once the server started here answers; at once when none was started here."""
+def wait_until_ready() -> None:
+    """Returns once the server started here answers; at once when none was started here.
+    Waits as long as Prefect would for a temporary server of its own."""
     if _server is None:
         return
+    timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120))
     health = os.environ["PREFECT_API_URL"] + "/health"
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2) as client:
