@@ -70,9 +70,11 @@ def settle_heap() -> None:
     """Moves what is alive now (Prefect, pydantic, DuckDB: a large heap) out of the garbage
     collector's sight. Pages make millions of short-lived objects that reference counting frees;
     each collection they set off would otherwise walk that whole heap again (a third of the
-    time spent parsing a large history)."""
+    time spent parsing a large history). Even the young objects a page keeps alive for a moment
+    cost a collection every 10,000 of them, and a sync makes almost nothing cyclic (httpx's
+    responses were, see extract/http.py), so collections wait for 100,000."""
     gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
+    gc.set_threshold(100_000, 10, 10)
 
 
 @contextmanager

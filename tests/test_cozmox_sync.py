@@ -366,3 +366,20 @@ def test_a_warehouse_whose_key_index_outgrows_the_working_memory_still_loads(sim
     assert summary.status == "success", summary.error
     assert_warehouse_matches(sim, settings.database)
     assert query(settings.database, "select count(*) from messages where source = 'invent'") == [(1000000,)]
+
+
+def test_read_pages_are_freed_without_waiting_for_the_garbage_collector(sim, settings):
+    """httpx's responses are cycles; left so, a large sync held hundreds of MB of read pages."""
+    import gc
+
+    import httpx
+
+    gc.collect()
+    gc.disable()
+    try:
+        summary = sync(settings)
+        left = [obj for obj in gc.get_objects() if isinstance(obj, httpx.Response)]
+    finally:
+        gc.enable()
+    assert summary.status == "success" and summary.requests > 5
+    assert left == []
