@@ -139,8 +139,11 @@ def report(name: str, results: dict[str, Measure]) -> None:
     floor = results["floor (fetch only)"].seconds
     incremental = results["chatsync sync after 1% changed"]
     print(f"(full - start-up) / floor:         {(full.seconds - startup) / floor:6.2f}   target <= 1.5")
-    print(f"incremental / full (less start-up): {(incremental.seconds - startup) / max(full.seconds - startup, 1e-9):6.3f}"
-          f"   requests {incremental.requests / full.requests:6.3f}   target < 0.05")
+    # Start-up creates a fresh warehouse; an incremental run opens one, and may take less time.
+    beyond = incremental.seconds - startup
+    within = "" if beyond > 0 else f" (no longer than start-up: {beyond:+.2f} s)"
+    print(f"incremental / full (less start-up): {max(beyond, 0.0) / max(full.seconds - startup, 1e-9):6.3f}"
+          f"   requests {incremental.requests / full.requests:6.3f}   target < 0.05{within}")
     if "dlt rest_api" in results:
         print(f"dlt / chatsync full (wall):        {results['dlt rest_api'].seconds / full.seconds:6.2f}   target >= 3")
 
