@@ -114,7 +114,7 @@ def recorded_run(settings: Settings, warehouse: Warehouse, source: str, mode: st
 
 # Pages are loaded a group at a time: a transaction per thousand chats once took 30-45% less
 # time than one per page (pages hold 100 to 250 chats). Since loads run beside the next fetch,
-# groups of 500 take the same time as 1,000 and peak 60-90 MB lower (two groups are alive at
+# groups of 500 take the same time as 1,000 and peak 50-100 MB lower (two groups are alive at
 # once: one loading, one being built).
 GROUP_CHATS = 500
 GROUP_RAW_BYTES = 8 * 2**20
