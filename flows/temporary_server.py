@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from flows.prefect_env import DEFAULTS
+
 _server: subprocess.Popen | None = None
 
 
@@ -84,7 +86,8 @@ def wait_until_ready() -> None:
     Waits as long as Prefect would for a temporary server of its own."""
     if _server is None:
         return
-    timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120))
+    setting = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+    timeout = float(os.environ.get(setting, DEFAULTS[setting]))
     health = os.environ["PREFECT_API_URL"] + "/health"
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2) as client:
