@@ -95,9 +95,12 @@ class Warehouse:
         self.con.execute("set TimeZone = 'UTC'")
         self._reader: duckdb.DuckDBPyConnection | None = None
         self._closed = False
-        # Raw chats make the write-ahead log grow fast; checkpointing it every 16 MB (the
-        # default) cost a third of a full sync. A crash still replays the log on the next open.
-        self.con.execute("set checkpoint_threshold = '256MB'")
+        # Raw chats make the write-ahead log grow fast. Checkpointing it every 16 MB (the
+        # default) cost a third of a full sync, and a checkpoint in the middle of a large load
+        # rewrites the row groups it left half full: 20,000 chats made a 564 MB file with a
+        # checkpoint at 256 MB, 334 MB with one at the end only. A crash still replays the log
+        # on the next open.
+        self.con.execute("set checkpoint_threshold = '1GB'")
 
         self.migrate()
 
@@ -289,19 +292,20 @@ class Warehouse:
                 con.execute(
                     f"""
                     create or replace temp table changed as
-                    select b.source, b.chat_id, b.updated_at,
+                    select b.source, b.chat_id, b.updated_at, c.chat_id is not null as held,
                            c.children_fingerprint is distinct from b.children_fingerprint as rewrite
                     from batch_chats b
                     left join chats c on c.source = b.source and c.chat_id = b.chat_id
                     where c.chat_id is null or b.updated_at {op} c.updated_at
                     """
                 )
-                chats_upserted = con.execute("select count(*) from changed").fetchone()[0]
+                chats_upserted, held = con.execute("select count(*), count(*) filter (held) from changed").fetchone()
                 if chats_upserted:
                     for name, key in CHILD_KEYS.items():
-                        messages_upserted += self._replace_children(name, key, batch, by_key)
+                        messages_upserted += self._replace_children(name, key, batch, by_key, bool(held))
                     columns = ", ".join(chats.column_names)
-                    con.execute("delete from chats t using changed c where t.source = c.source and t.chat_id = c.chat_id")
+                    if held:
+                        con.execute("delete from chats t using changed c where t.source = c.source and t.chat_id = c.chat_id")
                     con.execute(
                         f"insert into chats ({columns}, deleted_at, loaded_at)"
                         f" select {columns}, null, ? from batch_chats b"
@@ -337,12 +341,16 @@ class Warehouse:
             raise
         return LoadResult(chats_upserted, messages_upserted, len(batch.rejected))
 
-    def _replace_children(self, name: str, key: tuple[str, ...], batch: Batch, by_key: bool) -> int:
+    def _replace_children(self, name: str, key: tuple[str, ...], batch: Batch, by_key: bool, held: bool) -> int:
         """Replaces one child table's rows of the changed chats whose children differ; returns
-        how many rows of `messages` it wrote (0 for the other tables)."""
+        how many rows of `messages` it wrote (0 for the other tables).
+
+        A delete reads the whole child table: where none of the changed chats was held before (a
+        first load, older history backfilled), there is nothing to delete and it is skipped."""
         con = self.con
-        con.execute(f"delete from {name} t using changed c"
-                    f" where t.source = c.source and t.chat_id = c.chat_id and c.rewrite")
+        if held:
+            con.execute(f"delete from {name} t using changed c"
+                        f" where t.source = c.source and t.chat_id = c.chat_id and c.rewrite")
         rows = batch.table(name)
         if not rows.num_rows:
             return 0
