@@ -145,6 +145,21 @@ def test_a_chat_whose_messages_fail_is_picked_up_by_the_next_run(sim, invent_set
     assert_invent_matches(sim, invent_settings.database)
 
 
+def test_messages_are_fetched_concurrently_but_never_more_at_once_than_the_setting(sim, invent_settings):
+    """A request per chat: CHATSYNC_INVENT_CONCURRENCY is what keeps a sync from asking more
+    of the API at once than its users allow."""
+    sim.add_fault(Fault(kind="stall", seconds=0.02, times=-1, source="invent", path_contains="/messages"))
+    in_flight: list[int] = []
+    sim.on_request(lambda info: "/messages" in info.path and in_flight.append(
+        sum(1 for r in sim.requests if "/messages" in r.path and r.status is None)))
+
+    summary = sync(invent_settings.model_copy(update={"invent_concurrency": 3}))
+
+    assert summary.status == "success", summary.error
+    assert_invent_matches(sim, invent_settings.database)
+    assert max(in_flight) == 3
+
+
 def test_retries_through_faults_on_lists_and_messages(sim, invent_settings):
     sim.add_fault(Fault(kind="status", status=429, retry_after=0.01, times=2, source="invent", path_contains="/orgs/"))
     sim.add_fault(Fault(kind="drop", times=2, source="invent", path_contains="/messages", after=5))
