@@ -133,6 +133,10 @@ class Warehouse:
                            "where database_name = current_database()")
         limit = SYNC_MEMORY_MIB + int(rows) * INDEX_BYTES_PER_ROW // 2**20
         self.con.execute(f"set memory_limit = '{limit}MiB'")
+        # A sync's loads are small transactions that one thread runs as fast as several, and
+        # each thread holds memory of its own: with one rather than two, a large sync peaked
+        # 60 MB lower in the same time.
+        self.con.execute("set threads = 1")
 
     # -- schema ---------------------------------------------------------------------------
 
