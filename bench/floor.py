@@ -1,5 +1,6 @@
 """The floor: download every page and every message list the way chatsync must, and throw the
-bytes away. Nothing parsed beyond what paging needs, nothing stored.
+bytes away. Nothing parsed beyond what paging needs, nothing stored; the same HTTP client as
+chatsync's, so that the floor is what the wire allows that client.
 
     python bench/floor.py COZMOX_BASE_URL INVENT_BASE_URL API_KEY
 """
@@ -12,11 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import orjson
 
+from extract.http import CookielessClient
+
 
 def main(cozmox: str, invent: str, key: str) -> None:
     headers = {"Authorization": f"Bearer {key}"}
     requests = 0
-    with httpx.Client(headers=headers, timeout=60, limits=httpx.Limits(max_connections=8)) as http:
+    with CookielessClient(headers=headers, timeout=60, limits=httpx.Limits(max_connections=8)) as http:
         page = 1
         while True:
             body = http.get(f"{cozmox}/chat", params={"page": page, "limit": 100, "sortOrder": "ASC"}).content

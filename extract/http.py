@@ -153,6 +153,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class _NoCookies(httpx.Cookies):
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+
+class CookielessClient(httpx.Client):
+    """httpx's client, minus cookies. Both APIs take a bearer key, and reading every response
+    for cookies to keep was a sixth of httpx's time per request (0.55 ms of CPU a request with
+    it, 0.45 ms without): Invent's messages alone take a request per chat."""
+
+    _none = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._none
+
+
 class RateLimit:
     """Spaces requests to at most `per_minute`, shared by every thread of a client.
 
@@ -194,7 +211,7 @@ class ApiClient:
         self.stats = RequestStats()
         self._stats_lock = threading.Lock()
         self.rate_limit = RateLimit(requests_per_minute)
-        self._http = httpx.Client(
+        self._http = CookielessClient(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
