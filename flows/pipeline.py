@@ -145,7 +145,7 @@ def quick_handoffs() -> Iterator[None]:
     """Has the interpreter lock change hands within 0.2 ms rather than Python's 5 ms while a
     load runs. A call into DuckDB lets go of the lock and waits to take it back while the main
     thread, building the next group, holds it: at 5 ms, the loads of a large Cozmox sync took
-    12-13 s for 4.5 s of work; at 0.2 ms, 7.5-9 s."""
+    12-13 s for 4.5 s of work; at 0.2 ms, 7.5-9.5 s."""
     previous = sys.getswitchinterval()
     sys.setswitchinterval(LOAD_SWITCH_INTERVAL)
     try:
