@@ -12,6 +12,7 @@ The order `sortOrder` sorts by is not documented, so nothing here relies on it.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Iterator
@@ -89,24 +90,35 @@ def split_envelope(content: bytes, path: str) -> Any:
 
     Most of a page is embedded assistants and messages that are stored as sent: cutting the
     page into chats without building Python objects for them took a fifth of a large sync's
-    time off. A body msgspec cannot cut (NaN, a bad envelope) is read leniently instead.
+    time off. A body msgspec cannot cut (NaN, a bad envelope, nesting past its limit of about
+    1,000 levels) is read leniently instead; where nothing reads it, the page is unreadable
+    and retried like a truncated one.
     """
     try:
         envelope = _ENVELOPE.decode(content)
         return {"results": [bytes(chat) for chat in envelope.results], "metadata": envelope.metadata}
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         pass
     body = decode(content, path)
     if isinstance(body, dict) and isinstance(body.get("results"), list):
-        body["results"] = [orjson.dumps(chat, option=orjson.OPT_NON_STR_KEYS) for chat in body["results"]]
+        body["results"] = [_as_text(chat) for chat in body["results"]]
     return body
+
+
+def _as_text(chat: Any) -> bytes:
+    """A chat read leniently, written as JSON again. orjson stops at 255 levels of nesting, the
+    standard library goes on to about 1,000 (RecursionError past that: the page is unreadable)."""
+    try:
+        return orjson.dumps(chat, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(chat, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def chat_key(text: bytes) -> ChatKey:
     """The id and times of a chat's text; all None where it is not an object."""
     try:
         return _KEY.decode(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return ChatKey()
 
 

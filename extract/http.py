@@ -113,7 +113,10 @@ def _classify(source: str, path: str, response: httpx.Response, decode_body: Dec
     if status >= 400:
         detail = response.text[:200].replace("\n", " ")
         raise SourceRequestError(source, f"the API refused {path} (HTTP {status}): {detail}", status)
-    return decode_body(response.content, path)
+    try:
+        return decode_body(response.content, path)
+    except (ValueError, RecursionError):  # RecursionError: nested past what a parser follows
+        raise _Retryable(f"an unreadable JSON body from {path}") from None
 
 
 def decode(content: bytes, path: str) -> Any:

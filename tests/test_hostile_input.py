@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from extract.cozmox import split_envelope
@@ -219,6 +220,36 @@ def test_deep_nesting_and_huge_strings_load():
     load("cozmox", batch)
     depth = _warehouse[0].scalar("select json_extract(raw, '$.assistantOverrides.next.next.next') is not null from chats")
     assert depth is True
+
+
+def test_a_page_read_leniently_keeps_a_chat_nested_deeper_than_orjson_writes():
+    deep = b"[" * 300 + b'"x"' + b"]" * 300
+    body = (b'{"results": [{"id": "deep", "updatedAt": "2026-01-01T00:00:00Z", "assistantOverrides": ' + deep
+            + b'}, {"id": "nan", "updatedAt": "2026-01-01T00:00:00Z", "cost": NaN}]}')
+    batch = cozmox.flatten(split_envelope(body, "/chat")["results"], NOW)
+    assert sorted(r["chat_id"] for r in batch.chats) == ["deep", "nan"] and batch.rejected == []
+    load("cozmox", batch)
+
+
+def test_a_page_nested_past_what_any_parser_follows_is_unreadable_not_a_crash():
+    deep = b"[" * 1100 + b"1" + b"]" * 1100
+    body = b'{"results": [{"id": "deep", "updatedAt": "2026-01-01T00:00:00Z", "m": ' + deep + b"}]}"
+    with pytest.raises(Exception, match="an unreadable JSON body from /chat"):  # retried, as a truncated body
+        split_envelope(body, "/chat")
+
+
+def test_a_rejected_chat_keeps_its_whole_assistant_and_a_loaded_one_its_flattened_parts():
+    assistant = dict(COZMOX_CHAT["assistant"], transcriber={"provider": "deepgram", "keywords": ["a"] * 50},
+                     model={"provider": "openai", "model": "gpt-4o", "messages": [{"content": "prompt " * 500}]})
+    good = dict(COZMOX_CHAT, assistant=assistant)
+    bad = dict(good, id="bad", updatedAt="never")
+    batch = cozmox.flatten(_through_json([good, bad]), NOW)
+    assert json.loads(batch.rejected[0]["raw"])["assistant"] == assistant
+    row = batch.chats[0]
+    assert (row["assistant_model_provider"], row["assistant_model"], row["assistant_voice_provider"],
+            row["assistant_transcriber_provider"]) == ("openai", "gpt-4o", "azure", "deepgram")
+    assert json.loads(row["raw"])["assistant"] == assistant
+    load("cozmox", batch)
 
 
 def test_timestamps_far_in_the_past_and_future_load_or_are_rejected():
