@@ -60,6 +60,13 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
+    @classmethod
+    def held(cls, raw: dict) -> dict:
+        """What of a decoded record its rows are built from: the page's records are all held
+        until then, so a source may leave out what it never flattens. The record is stored
+        from its text, not from this."""
+        return raw
+
 
 def dumps(value: Any) -> bytes:
     """JSON as UTF-8 bytes, which Arrow takes as they are (a Python str of text with a dash or
@@ -123,7 +130,7 @@ def unique_keys(rejected: list[dict]) -> list[dict]:
 
 class Readable(NamedTuple):
     record: Any  # the validated model
-    raw: dict  # the record as decoded
+    raw: dict  # the record as decoded, less what its model does not hold (Record.held)
     text: bytes  # the record's JSON: as sent, where it came as plain JSON text
     index: int  # its place on the page
 
@@ -159,11 +166,12 @@ def read_page(model: type[Record], records: list[Any], source: str, received_at:
             raw, text = sent(item)
             if not isinstance(raw, dict):
                 raise ValueError(f"a record must be a JSON object, not {type(raw).__name__}")
-            record = model.model_validate(raw)
+            kept = model.held(raw)
+            record = model.model_validate(kept)
         except Exception as exc:  # noqa: BLE001 - any unreadable record is kept, with why
             rejected.append(rejected_row(source, stream, raw, index, reason(exc), received_at))
             continue
-        held = newest.get(record.id)
-        if held is None or record.updated_at >= held.record.updated_at:
-            newest[record.id] = Readable(record, raw, text, index)
+        seen = newest.get(record.id)
+        if seen is None or record.updated_at >= seen.record.updated_at:
+            newest[record.id] = Readable(record, kept, text, index)
     return list(newest.values()), rejected
