@@ -35,21 +35,26 @@ class CostEntry(Record):
     cost: float | None = None
 
 
-# The parts of an embedded assistant that are flattened (chat_rows). The rest, its prompts,
-# tools and settings, is most of a chat's bytes and is kept in `raw` alone.
-ASSISTANT_FIELDS: dict[str, tuple[str, ...]] = {
-    "model": ("provider", "model"),
-    "voice": ("provider", "voiceId"),
-    "transcriber": ("provider",),
+# The columns of `chats` read from the embedded assistant, and where. The rest of it, its
+# prompts, tools and settings, is most of a chat's bytes and is kept in `raw` alone.
+ASSISTANT_COLUMNS: dict[str, tuple[str, str]] = {
+    "assistant_model_provider": ("model", "provider"),
+    "assistant_model": ("model", "model"),
+    "assistant_voice_provider": ("voice", "provider"),
+    "assistant_voice_id": ("voice", "voiceId"),
+    "assistant_transcriber_provider": ("transcriber", "provider"),
 }
 
 
 def _flattened_parts(assistant: dict) -> dict:
-    parts = {}
-    for key, fields in ASSISTANT_FIELDS.items():
+    parts: dict[str, Any] = {}
+    for key, name in ASSISTANT_COLUMNS.values():
         if key in assistant:
             part = assistant[key]
-            parts[key] = {f: part[f] for f in fields if f in part} if isinstance(part, dict) else part
+            if not isinstance(part, dict):
+                parts[key] = part
+            elif name in part:
+                parts.setdefault(key, {})[name] = part[name]
     return parts
 
 
@@ -117,11 +122,7 @@ def chat_rows(chat: Chat, raw: dict, text: bytes, batch: Batch) -> None:
             "cost": chat.cost,
             "session_id": chat.session_id,
             "previous_chat_id": chat.previous_chat_id,
-            "assistant_model_provider": _text(_nested(assistant, "model", "provider")),
-            "assistant_model": _text(_nested(assistant, "model", "model")),
-            "assistant_voice_provider": _text(_nested(assistant, "voice", "provider")),
-            "assistant_voice_id": _text(_nested(assistant, "voice", "voiceId")),
-            "assistant_transcriber_provider": _text(_nested(assistant, "transcriber", "provider")),
+            **{column: _text(_nested(assistant, *path)) for column, path in ASSISTANT_COLUMNS.items()},
             "raw": text,
         }
     )
