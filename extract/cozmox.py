@@ -12,7 +12,6 @@ The order `sortOrder` sorts by is not documented, so nothing here relies on it.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Iterator
@@ -22,9 +21,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
-import orjson
 
-from extract.http import ApiClient, decode
+from extract.http import ApiClient, decode, dumps
 from extract.settings import COZMOX_CHATS_PATH
 
 log = logging.getLogger("chatsync.extract")
@@ -101,17 +99,8 @@ def split_envelope(content: bytes, path: str) -> Any:
         pass
     body = decode(content, path)
     if isinstance(body, dict) and isinstance(body.get("results"), list):
-        body["results"] = [_as_text(chat) for chat in body["results"]]
+        body["results"] = [dumps(chat) for chat in body["results"]]
     return body
-
-
-def _as_text(chat: Any) -> bytes:
-    """A chat read leniently, written as JSON again. orjson stops at 255 levels of nesting, the
-    standard library goes on to about 1,000 (RecursionError past that: the page is unreadable)."""
-    try:
-        return orjson.dumps(chat, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:
-        return json.dumps(chat, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def chat_key(text: bytes) -> ChatKey:

@@ -129,6 +129,21 @@ def decode(content: bytes, path: str) -> Any:
         raise _Retryable(f"an unreadable JSON body from {path}") from None
 
 
+def dumps(value: Any) -> bytes:
+    """JSON as UTF-8 bytes, which Arrow takes as they are (a Python str of text with a dash or
+    an emoji in it takes two to four times the memory). orjson stops at 255 levels of nesting,
+    the standard library goes on to about 1,000 levels;
+    ValueError past that."""
+    try:
+        # a copy: orjson's own buffer is larger than the text it holds
+        return bytes(memoryview(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)))
+    except TypeError:
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+        except RecursionError:
+            raise ValueError("the record is nested too deeply to store") from None
+
+
 def lenient_loads(content: bytes) -> Any:
     """orjson, or where only a lenient parser reads the text, its value made plain JSON;
     ValueError where nothing reads it."""

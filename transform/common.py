@@ -9,7 +9,7 @@ from typing import Annotated, Any, NamedTuple
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from extract.http import lenient_loads
+from extract.http import dumps, lenient_loads
 
 # Python's datetime stops at year 9999 and DuckDB's TIMESTAMPTZ far beyond; a timestamp past
 # either is not a time anybody recorded.
@@ -66,20 +66,6 @@ class Record(BaseModel):
         until then, so a source may leave out what it never flattens. The record is stored
         from its text, not from this."""
         return raw
-
-
-def dumps(value: Any) -> bytes:
-    """JSON as UTF-8 bytes, which Arrow takes as they are (a Python str of text with a dash or
-    an emoji in it takes two to four times the memory). orjson stops at 255 levels of nesting,
-    the standard library goes deeper."""
-    try:
-        # a copy: orjson's own buffer is larger than the text it holds
-        return bytes(memoryview(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)))
-    except TypeError:
-        try:
-            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
-        except RecursionError:
-            raise ValueError("the record is nested too deeply to store") from None
 
 
 def reason(exc: Exception) -> str:
