@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from extract.cozmox import split_envelope  # noqa: E402
 from extract.http import CookielessClient  # noqa: E402
 from flows.pipeline import settle_heap  # noqa: E402
-from load.warehouse import Warehouse  # noqa: E402
+from load.warehouse import AccountKey, Warehouse  # noqa: E402
 from simulator import Simulator, SimulatorServer  # noqa: E402
 from transform.cozmox import Chat, flatten  # noqa: E402
 
@@ -76,17 +76,18 @@ def sync(texts: list[bytes], chats: int, with_raw: bool = True) -> None:
     with tempfile.TemporaryDirectory() as work:
         warehouse = Warehouse(str(Path(work) / "parts.duckdb"))
         warehouse.bound_memory()
-        run_id = warehouse.start_run("cozmox", "full_refresh")
+        account = AccountKey("cozmox", "bench", "cozmox")
+        run_id = warehouse.start_run(account, "full_refresh")
         received = datetime.now(timezone.utc)
         for i in range(0, len(texts), GROUP):
             began = time.process_time()
-            batch = flatten(texts[i:i + GROUP], received)
+            batch = flatten(texts[i:i + GROUP], {}, received)
             flattened = time.process_time()
             tables = batch.tables()
             if not with_raw:
                 tables["chats"] = tables["chats"].drop_columns(["raw"])
             built = time.process_time()
-            warehouse.load(batch, source="cozmox", run_id=run_id, watermark=received, force=True)
+            warehouse.load(batch, account=account, run_id=run_id, watermark=received, force=True)
             loaded = time.process_time()
             for label, seconds in zip(labels, (flattened - began, built - flattened, loaded - built)):
                 spent[label] += seconds

@@ -24,7 +24,7 @@ from rich.table import Table  # noqa: E402
 
 from flows import temporary_server  # noqa: E402
 from flows.progress import live  # noqa: E402
-from flows.settings import SOURCES, Settings  # noqa: E402
+from flows.settings import Settings  # noqa: E402
 
 app = typer.Typer(
     add_completion=False,
@@ -40,13 +40,15 @@ class CommandError(Exception):
     """A failure the user can act on; its message is the whole story."""
 
 
-Source = Annotated[Optional[str], typer.Option("--source", help=f"Only this source: {' or '.join(SOURCES)}.")]
+Source = Annotated[Optional[str], typer.Option("--source", help="Only this source's accounts: cozmox or invent.")]
+AccountName = Annotated[Optional[str], typer.Option("--account", help="Only this account: cozmox, invent, invent:ORG, or a name from the accounts file.")]
 Database = Annotated[Optional[str], typer.Option("--database", help="DuckDB file, or md:NAME for MotherDuck. [env: CHATSYNC_DATABASE]")]
 CozmoxUrl = Annotated[Optional[str], typer.Option("--cozmox-base-url", help="[env: COZMOX_BASE_URL]")]
 CozmoxKey = Annotated[Optional[str], typer.Option("--cozmox-api-key", help="'-' asks for it at a prompt; prefer the environment or .env, since command lines are visible to other users. [env: COZMOX_API_KEY]")]
 InventUrl = Annotated[Optional[str], typer.Option("--invent-base-url", help="[env: INVENT_BASE_URL]")]
 InventKey = Annotated[Optional[str], typer.Option("--invent-api-key", help="'-' asks for it at a prompt; prefer the environment or .env. [env: INVENT_API_KEY]")]
-InventOrg = Annotated[Optional[str], typer.Option("--invent-org-id", help="[env: INVENT_ORG_ID]")]
+InventOrg = Annotated[Optional[str], typer.Option("--invent-org-id", help="One org, or several separated by commas. [env: INVENT_ORG_ID]")]
+Wait = Annotated[Optional[str], typer.Option("--wait", help="How long to wait while another process holds the warehouse: 30s, 5m ... [env: CHATSYNC_WAIT] [default: 3m]")]
 
 
 def load_settings(**overrides: Optional[str]) -> Settings:
@@ -62,6 +64,7 @@ def load_settings(**overrides: Optional[str]) -> Settings:
         "invent_base_url": "INVENT_BASE_URL",
         "invent_api_key": "INVENT_API_KEY",
         "invent_org_id": "INVENT_ORG_ID",
+        "wait": "CHATSYNC_WAIT",
     }
     for field, value in overrides.items():
         if value == "-" and field.endswith("_api_key"):
@@ -78,31 +81,39 @@ def load_settings(**overrides: Optional[str]) -> Settings:
 
 def connection(options: dict[str, object]) -> dict[str, Optional[str]]:
     """The settings options a command was given (every command takes the same ones)."""
-    names = ("database", "cozmox_base_url", "cozmox_api_key", "invent_base_url", "invent_api_key", "invent_org_id")
+    names = ("database", "cozmox_base_url", "cozmox_api_key", "invent_base_url", "invent_api_key", "invent_org_id",
+             "wait")
     return {name: options.get(name) for name in names}  # type: ignore[misc]
 
 
 def _summary(summaries: list) -> None:
+    """A row per account; the errors, which are long, under the table."""
     from flows.sync_flow import summary_table
 
     rows = summary_table(summaries)
     if not rows:
         return
     table = Table(title="chatsync summary")
-    for column in rows[0]:
-        table.add_column(column, justify="right" if column not in ("source", "mode", "status", "error") else "left")
+    columns = [c for c in rows[0] if c != "error"]
+    for column in columns:
+        table.add_column(column, no_wrap=True,
+                         justify="left" if column in ("account", "org", "mode", "status") else "right")
     for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
+        table.add_row(*(str(row[c]) for c in columns))
     out.print(table)
+    for row in rows:
+        if row["error"]:
+            out.print(f"  {row['error']}", soft_wrap=True)
 
 
-def run_sync_flow(source: Optional[str], full_refresh: bool, settings: Settings) -> list:
-    _check_sources(settings, source)
+def run_sync_flow(source: Optional[str], full_refresh: bool, settings: Settings, account: Optional[str] = None) -> list:
+    _check_accounts(settings, source, account)
     from flows.sync_flow import sync_flow
 
     _server_ready()
     with live(out):
-        state = sync_flow(source=source, database=settings.database, full_refresh=full_refresh, return_state=True)
+        state = sync_flow(source=source, database=settings.database, full_refresh=full_refresh, account=account,
+                          return_state=True)
     return _outcome(state)
 
 
@@ -113,13 +124,13 @@ def _server_ready() -> None:
         raise CommandError(str(exc)) from None
 
 
-def _check_sources(settings: Settings, source: Optional[str]) -> None:
-    """Fails fast, before Prefect starts, on a source that is unknown or has no key."""
-    from flows.pipeline import selected_sources
+def _check_accounts(settings: Settings, source: Optional[str], account: Optional[str]) -> None:
+    """Fails fast, before Prefect starts, on a source or account that is unknown, or none at all."""
+    from flows.accounts import ConfigError, selected_accounts
 
     try:
-        selected_sources(settings, source)
-    except ValueError as exc:
+        selected_accounts(settings, source, account)
+    except ConfigError as exc:
         raise CommandError(str(exc)) from None
 
 
@@ -133,20 +144,21 @@ def _outcome(state) -> list:  # noqa: ANN001 - a Prefect State
 
 
 def run_backfill_flow(source: Optional[str], since: datetime, until: Optional[datetime], window: timedelta,
-                      settings: Settings) -> list:
-    _check_sources(settings, source)
+                      settings: Settings, account: Optional[str] = None) -> list:
+    _check_accounts(settings, source, account)
     from flows.sync_flow import backfill_flow
 
     _server_ready()
     with live(out):
         state = backfill_flow(since=since, until=until, source=source, window_seconds=window.total_seconds(),
-                              database=settings.database, return_state=True)
+                              database=settings.database, account=account, return_state=True)
     return _outcome(state)
 
 
 @app.command()
 def sync(
     source: Source = None,
+    account: AccountName = None,
     database: Database = None,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Ignore the saved watermark and read everything.")] = False,
     cozmox_base_url: CozmoxUrl = None,
@@ -154,10 +166,11 @@ def sync(
     invent_base_url: InventUrl = None,
     invent_api_key: InventKey = None,
     invent_org_id: InventOrg = None,
+    wait: Wait = None,
 ) -> None:
-    """One incremental sync of every configured source (or one) from its saved watermark."""
+    """One incremental sync of every configured account (or some) from its saved watermark."""
     settings = load_settings(**connection(locals()))
-    run_sync_flow(source, full_refresh, settings)
+    run_sync_flow(source, full_refresh, settings, account)
 
 
 def parse_time(value: str, option: str) -> datetime:
@@ -170,15 +183,15 @@ def parse_time(value: str, option: str) -> datetime:
 
 
 def parse_duration(value: str, option: str) -> timedelta:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    number, unit = value[:-1], value[-1:].lower()
+    from flows.settings import parse_duration as parse
+
     try:
-        seconds = float(number) * units[unit]
-    except (KeyError, ValueError):
-        raise CommandError(f"{option}: {value!r} is not a duration such as 6h, 1d or 1w") from None
-    if seconds <= 0:
+        duration = parse(value)
+    except ValueError as exc:
+        raise CommandError(f"{option}: {exc}") from None
+    if not duration:
         raise CommandError(f"{option}: the duration must be positive")
-    return timedelta(seconds=seconds)
+    return duration
 
 
 @app.command()
@@ -186,6 +199,7 @@ def backfill(
     since: Annotated[str, typer.Option("--since", help="Start of the updated-at range: a date or date-time (UTC).")],
     until: Annotated[Optional[str], typer.Option("--until", help="End of the range, exclusive; default: now less the safety margin.")] = None,
     source: Source = None,
+    account: AccountName = None,
     window: Annotated[str, typer.Option("--window", help="Window size: 6h, 1d, 1w ...")] = "1d",
     database: Database = None,
     cozmox_base_url: CozmoxUrl = None,
@@ -193,6 +207,7 @@ def backfill(
     invent_base_url: InventUrl = None,
     invent_api_key: InventKey = None,
     invent_org_id: InventOrg = None,
+    wait: Wait = None,
 ) -> None:
     """Loads an updated-at range in windows, resumably, without moving the incremental watermark."""
     start = parse_time(since, "--since")
@@ -201,7 +216,7 @@ def backfill(
         raise CommandError("--until must come after --since")
     size = parse_duration(window, "--window")
     settings = load_settings(**connection(locals()))
-    run_backfill_flow(source, start, end, size, settings)
+    run_backfill_flow(source, start, end, size, settings, account)
 
 
 @app.command()
@@ -209,6 +224,7 @@ def serve(
     cron: Annotated[Optional[str], typer.Option("--cron", help="When to sync, as a cron expression. [default: */15 * * * *]")] = None,
     interval: Annotated[Optional[float], typer.Option("--interval", min=1, help="Or every this many seconds.")] = None,
     source: Source = None,
+    account: AccountName = None,
     database: Database = None,
     cozmox_base_url: CozmoxUrl = None,
     cozmox_api_key: CozmoxKey = None,
@@ -224,14 +240,15 @@ def serve(
     if cron and interval:
         raise CommandError("--cron and --interval: give one schedule, not both")
     settings = load_settings(**connection(locals()))
-    _check_sources(settings, source)
+    _check_accounts(settings, source, account)
 
     def stop(*_: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        serve_deployment(out, source, str(Path(settings.database).resolve()) if not settings.database.startswith("md:") else settings.database, cron, interval)
+        database = settings.database if settings.database.startswith("md:") else str(Path(settings.database).resolve())
+        serve_deployment(out, source, account, database, cron, interval)
     except ServeError as exc:
         raise CommandError(f"serve: {exc}") from None
     out.print("Stopped serving.")
@@ -240,21 +257,23 @@ def serve(
 @app.command()
 def reconcile(
     source: Source = None,
+    account: AccountName = None,
     database: Database = None,
     cozmox_base_url: CozmoxUrl = None,
     cozmox_api_key: CozmoxKey = None,
     invent_base_url: InventUrl = None,
     invent_api_key: InventKey = None,
     invent_org_id: InventOrg = None,
+    wait: Wait = None,
 ) -> None:
     """Marks chats deleted upstream with deleted_at (rows are never deleted)."""
     from flows.sync_flow import reconcile_flow
 
     settings = load_settings(**connection(locals()))
-    _check_sources(settings, source)
+    _check_accounts(settings, source, account)
     _server_ready()
     with live(out):
-        state = reconcile_flow(source=source, database=settings.database, return_state=True)
+        state = reconcile_flow(source=source, database=settings.database, account=account, return_state=True)
     _outcome(state)
 
 
@@ -295,11 +314,11 @@ def export(
 
 
 @app.command()
-def status(database: Database = None) -> None:
-    """Watermarks, the last runs and their counts, table sizes."""
+def status(database: Database = None, account: AccountName = None) -> None:
+    """Watermarks per account and their age, the last runs and their counts, table sizes."""
     from flows.status import print_status
 
-    print_status(load_settings(database=database), out)
+    print_status(load_settings(database=database), out, account)
 
 
 @app.command()

@@ -10,31 +10,35 @@ import gc
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
-from extract.cozmox import CozmoxChats, chat_key, floor_ms
-from extract.invent import InventChats
+from extract.cozmox import floor_ms
 from extract.http import ApiClient, RetryPolicy, SourceError
+from extract.source import BackfillWalk, Fetched, ReadOptions, Source
+from flows.accounts import Account, ConfigError, selected_accounts
 from flows.progress import reporter
-from flows.settings import SOURCES, Settings
-from flows.sources import STEPS, Step, cozmox_steps, invent_range_steps
-from load.warehouse import Warehouse, now_utc
+from flows.settings import Settings
+from flows.sources import SOURCES
+from load.warehouse import AccountKey, Warehouse, now_utc
 from transform.batch import Batch
 
 log = logging.getLogger("chatsync")
 
 
 @dataclass
-class SourceSummary:
-    """What one source's run did; also its `sync_runs` row and its line in the summary table."""
+class RunSummary:
+    """What one account's run did; also its `sync_runs` row and its line in the summary table."""
 
+    account: str
     source: str
     mode: str
+    org_id: str | None = None
     status: str = "running"
     chats_fetched: int = 0
     chats_upserted: int = 0
@@ -49,22 +53,42 @@ class SourceSummary:
     run_id: str = field(default="", repr=False)
 
     def counts(self) -> dict[str, Any]:
-        keys = ("chats_fetched", "chats_upserted", "messages_upserted", "rejected", "requests",
+        keys = ("org_id", "chats_fetched", "chats_upserted", "messages_upserted", "rejected", "requests",
                 "retries", "window_start", "window_end")
         return {k: getattr(self, k) for k in keys}
 
+    @property
+    def key(self) -> AccountKey:
+        return AccountKey(self.source, self.org_id, self.account)
 
 
-def make_client(settings: Settings, source: str) -> ApiClient:
+@dataclass
+class Step:
+    """Rows to load together, and the watermark they complete (None: not yet one)."""
+
+    batch: Batch
+    fetched: int
+    watermark: datetime | None = None
+    deferred: dict[str, str] = field(default_factory=dict)  # chat id -> why it waits
+
+
+def make_client(settings: Settings, account: Account) -> ApiClient:
+    kind = SOURCES[account.source][0]
     return ApiClient(
-        source,
-        settings.base_url(source),
-        settings.api_key(source) or "",
+        account.name,
+        account.base_url,
+        account.key(),
         timeout=settings.timeout_seconds,
         retry=RetryPolicy(attempts=settings.max_attempts, backoff=settings.retry_backoff_seconds),
         max_connections=max(8, settings.invent_concurrency),
-        requests_per_minute=settings.invent_requests_per_minute if source == "invent" else None,
+        requests_per_minute=settings.invent_requests_per_minute if kind.rate_limited else None,
     )
+
+
+def open_source(settings: Settings, account: Account) -> Source:
+    options = ReadOptions(page_size=settings.page_size, concurrency=settings.invent_concurrency,
+                          safety_margin_seconds=settings.safety_margin_seconds)
+    return SOURCES[account.source][0](make_client(settings, account), account.org, options)
 
 
 def settle_heap() -> None:
@@ -78,39 +102,54 @@ def settle_heap() -> None:
     gc.set_threshold(100_000, 10, 10)
 
 
-@contextmanager
-def recorded_run(settings: Settings, warehouse: Warehouse, source: str, mode: str) -> Iterator[tuple[SourceSummary, ApiClient]]:
-    """A `sync_runs` row and an API client around one source's run, whatever its outcome.
+def run_account(settings: Settings, warehouse: Warehouse, account: Account, mode: str,
+                work: Callable[[RunSummary, Source], None], done: set[tuple[str, str]] | None = None) -> RunSummary:
+    """One account's run, recorded in `sync_runs` whatever its outcome.
 
-    A source that cannot be read ends as a failed summary; anything else (a bug, a full disk)
-    is recorded and raised.
+    The API is first asked which organisation the account reaches, since all state is kept by
+    organisation: the shorthand `c` and the org's id are one account, and an organisation met
+    twice in one command (`done`) is read once. An account that cannot be read ends as a failed
+    summary and leaves every other account alone; anything else (a bug, a full disk) is
+    recorded and raised.
     """
-    summary = SourceSummary(source, mode)
+    summary = RunSummary(account.name, account.source, mode)
     settle_heap()
     warehouse.bound_memory()
-    summary.run_id = warehouse.start_run(source, mode)
-    reporter().start(source)
+    summary.run_id = warehouse.start_run(summary.key, mode)
+    reporter().start(account.name)
     began = time.monotonic()
-    client = make_client(settings, source)
+    source: Source | None = None
     try:
-        yield summary, client
+        source = open_source(settings, account)
+        summary.org_id = source.org_id()
+        seen = (account.source, summary.org_id or "")
+        if done is not None and summary.org_id is not None and seen in done:
+            summary.status = "skipped"
+            log.info("%s: org %s was synced by another account of this command; skipped", account.name,
+                     summary.org_id)
+            return summary
+        work(summary, source)
+        if done is not None and summary.org_id is not None:
+            done.add(seen)
         if summary.status == "running":
             summary.status = "success"
-    except SourceError as exc:
+    except (SourceError, ConfigError) as exc:
         summary.status, summary.error = "failed", str(exc)
         log.error("%s", exc)
     except Exception as exc:
-        summary.status, summary.error = "failed", f"{source}: {type(exc).__name__}: {exc}"
+        summary.status, summary.error = "failed", f"{account.name}: {type(exc).__name__}: {exc}"
         raise
     finally:
-        client.close()
-        summary.requests, summary.retries = client.stats.requests, client.stats.retries
+        if source is not None:
+            source.client.close()
+            summary.requests, summary.retries = source.client.stats.requests, source.client.stats.retries
         summary.seconds = round(time.monotonic() - began, 3)
         warehouse.finish_run(summary.run_id, summary.status, summary.counts(), summary.error)
         log.info("%s: %s %s: fetched %d chats, upserted %d chats and %d messages, rejected %d, "
-                 "%d requests (%d retries) in %.1fs", source, mode, summary.status, summary.chats_fetched,
+                 "%d requests (%d retries) in %.1fs", account.name, mode, summary.status, summary.chats_fetched,
                  summary.chats_upserted, summary.messages_upserted, summary.rejected,
                  summary.requests, summary.retries, summary.seconds)
+    return summary
 
 
 # Pages are loaded a group at a time: a transaction per thousand chats once took 30-45% less
@@ -154,7 +193,15 @@ def quick_handoffs() -> Iterator[None]:
         sys.setswitchinterval(previous)
 
 
-def _load_steps(warehouse: Warehouse, summary: SourceSummary, steps: Iterator[Step], *,
+def steps_of(reads: Iterator[Fetched], account: Account, org_id: str | None) -> Iterator[Step]:
+    """What a source reads, as rows: the one place a record turns from sent JSON into rows."""
+    flatten = SOURCES[account.source][1]
+    for fetched in reads:
+        batch = flatten(fetched.records, fetched.children, now_utc(), org_id) if fetched.records else Batch()
+        yield Step(batch, fetched.listed, fetched.watermark, fetched.deferred)
+
+
+def _load_steps(warehouse: Warehouse, summary: RunSummary, steps: Iterator[Step], *,
                 force: bool = False, keep_watermark: bool = False) -> dict[str, str]:
     """Loads the steps a group at a time; returns the chats left behind (id -> why).
 
@@ -166,9 +213,9 @@ def _load_steps(warehouse: Warehouse, summary: SourceSummary, steps: Iterator[St
 
     def load(step: Step) -> None:
         with quick_handoffs():
-            result = warehouse.load(step.batch, source=summary.source, run_id=summary.run_id,
+            result = warehouse.load(step.batch, account=summary.key, run_id=summary.run_id,
                                     watermark=None if keep_watermark else step.watermark, force=force)
-        reporter().advance(summary.source, step.fetched, result.messages_upserted)
+        reporter().advance(summary.account, step.fetched, result.messages_upserted)
         summary.chats_fetched += step.fetched
         summary.chats_upserted += result.chats_upserted
         summary.messages_upserted += result.messages_upserted
@@ -176,7 +223,7 @@ def _load_steps(warehouse: Warehouse, summary: SourceSummary, steps: Iterator[St
         deferred.update(step.deferred)
         if result.rejected:
             log.warning("%s: %d record(s) could not be read and went to rejected_records",
-                        summary.source, result.rejected)
+                        summary.account, result.rejected)
 
     with ThreadPoolExecutor(1, thread_name_prefix="chatsync-load") as loader:
         loading: Future[None] | None = None
@@ -192,33 +239,38 @@ def _load_steps(warehouse: Warehouse, summary: SourceSummary, steps: Iterator[St
     return deferred
 
 
-def _report_deferred(summary: SourceSummary, deferred: dict[str, str]) -> None:
+def _report_deferred(summary: RunSummary, deferred: dict[str, str]) -> None:
     if deferred:
         chat_id, cause = next(iter(deferred.items()))
         summary.status = "partial"
-        summary.error = (f"{summary.source}: the messages of {len(deferred)} chat(s) could not be read "
+        summary.error = (f"{summary.account}: the messages of {len(deferred)} chat(s) could not be read "
                          f"(first {chat_id}: {cause}); the next run reads them again")
         log.error("%s", summary.error)
 
 
-def sync_source(settings: Settings, warehouse: Warehouse, source: str, *, full_refresh: bool = False) -> SourceSummary:
-    """One incremental (or full) sync of one source.
+def sync_account(settings: Settings, warehouse: Warehouse, account: Account, *, full_refresh: bool = False,
+                 done: set[tuple[str, str]] | None = None) -> RunSummary:
+    """One incremental (or full) sync of one account.
 
     The run's end is fixed when it starts, a safety margin before now, so chats updated while it
-    pages wait for the next run. It starts a lookback before the saved watermark; the watermark
-    moves in the same transaction as the rows it covers.
+    pages wait for the next run. It starts a lookback before the account's saved watermark (an
+    account with none reads its whole history); the watermark moves in the same transaction as
+    the rows it covers.
     """
     mode = "full_refresh" if full_refresh else "incremental"
-    with recorded_run(settings, warehouse, source, mode) as (summary, client):
+
+    def work(summary: RunSummary, source: Source) -> None:
         end = floor_ms(now_utc() - timedelta(seconds=settings.safety_margin_seconds))
-        saved = warehouse.watermark(source)
+        saved = warehouse.watermark(summary.key)
         start = None if full_refresh or saved is None else saved - timedelta(seconds=settings.lookback_seconds)
         summary.window_start, summary.window_end = start, end
-        log.info("%s: %s sync of chats updated %s to %s", source, mode,
+        log.info("%s: %s sync of org %s, chats updated %s to %s", account.name, mode, summary.org_id or "(no chats yet)",
                  start.isoformat() if start else "from the beginning", end.isoformat())
-        steps = STEPS[source](client, settings, warehouse, start, end, full_refresh)
-        _report_deferred(summary, _load_steps(warehouse, summary, steps, force=full_refresh))
-    return summary
+        reads = source.changes(start, end, full_refresh, partial(warehouse.versions, account.source))
+        deferred = _load_steps(warehouse, summary, steps_of(reads, account, summary.org_id), force=full_refresh)
+        _report_deferred(summary, deferred)
+
+    return run_account(settings, warehouse, account, mode, work, done)
 
 
 def backfill_windows(since: datetime, until: datetime, size: timedelta) -> list[tuple[datetime, datetime]]:
@@ -238,118 +290,85 @@ def _inline(name: str, work: Callable[[], None]) -> None:
     work()
 
 
-def backfill_source(settings: Settings, warehouse: Warehouse, source: str, since: datetime,
-                    until: datetime | None = None, window: timedelta = timedelta(days=1),
-                    run_window: WindowRunner = _inline) -> SourceSummary:
-    """Loads chats updated in [since, until) window by window; the watermark is never touched.
+def backfill_account(settings: Settings, warehouse: Warehouse, account: Account, since: datetime,
+                     until: datetime | None = None, window: timedelta = timedelta(days=1),
+                     run_window: WindowRunner = _inline, done: set[tuple[str, str]] | None = None) -> RunSummary:
+    """Loads one account's chats updated in [since, until) window by window; its watermark is
+    never touched.
 
     Each finished window is recorded with its last rows, so a killed backfill resumes after it
-    and a finished one run again reads nothing. `run_window` lets the flow make each window a
-    Prefect task of its own.
+    and a finished one run again reads nothing. `run_window` lets the flow make each of the
+    source's reads a Prefect task of its own.
     """
     until = until or floor_ms(now_utc() - timedelta(seconds=settings.safety_margin_seconds))
     windows = backfill_windows(since, until, window)
-    with recorded_run(settings, warehouse, source, "backfill") as (summary, client):
+
+    def work(summary: RunSummary, source: Source) -> None:
         summary.window_start, summary.window_end = since, until
-        todo = [w for w in windows if not warehouse.window_finished(source, *w)]
-        log.info("%s: backfill of %s to %s: %d windows, %d already finished", source,
+        todo = [w for w in windows if not warehouse.window_finished(summary.key, *w)]
+        log.info("%s: backfill of %s to %s: %d windows, %d already finished", account.name,
                  since.isoformat(), until.isoformat(), len(windows), len(windows) - len(todo))
-        if not todo:
-            return summary
         deferred: dict[str, str] = {}
-        if source == "cozmox":
-            for start, end in todo:
-                def one(start: datetime = start, end: datetime = end) -> None:
-                    steps = cozmox_steps(client, settings, warehouse, start, end, False)
-                    deferred.update(_load_steps(warehouse, summary, steps, keep_watermark=True))
-                    warehouse.load(Batch(), source=source, run_id=summary.run_id, finished_window=(start, end))
-                run_window(f"{source} {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}", one)
-        else:
-            # The list can only be walked newest first: one walk covers every window.
-            def walk() -> None:
-                steps = invent_range_steps(client, settings, warehouse, since, until)
-                deferred.update(_load_steps(warehouse, summary, steps, keep_watermark=True))
-                # A chat left behind keeps every window open: the walk cannot place it in one.
-                for start, end in ([] if deferred else todo):
-                    warehouse.load(Batch(), source=source, run_id=summary.run_id, finished_window=(start, end))
-            run_window(f"{source} {since:%Y-%m-%d} to {until:%Y-%m-%d}", walk)
+        for walk in source.backfill(todo, partial(warehouse.versions, account.source)):
+            def read_walk(walk: BackfillWalk = walk) -> None:
+                left = _load_steps(warehouse, summary, steps_of(walk.read(), account, summary.org_id),
+                                   keep_watermark=True)
+                deferred.update(left)
+                # A chat left behind keeps its walk's windows open: it cannot be placed in one.
+                for finished in ([] if left else walk.windows):
+                    warehouse.load(Batch(), account=summary.key, run_id=summary.run_id, finished_window=finished)
+            run_window(f"{account.name} {walk.name}", read_walk)
         _report_deferred(summary, deferred)
-    return summary
+
+    return run_account(settings, warehouse, account, "backfill", work, done)
 
 
-def selected_sources(settings: Settings, source: str | None) -> list[str]:
-    """The sources a command works on: the one named, or every one with a key."""
-    if source is not None:
-        if source not in SOURCES:
-            raise ValueError(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
-        if not settings.api_key(source):
-            raise ValueError(f"{source}: no API key is set ({source.upper()}_API_KEY)")
-        return [source]
-    found = settings.configured_sources()
-    if not found:
-        raise ValueError("no source is configured: set COZMOX_API_KEY or INVENT_API_KEY")
-    return found
-
-
-def run_sync(settings: Settings, source: str | None = None, *, full_refresh: bool = False) -> list[SourceSummary]:
-    """Syncs each selected source in turn; one source failing does not stop the others."""
-    with Warehouse(settings.database) as warehouse:
-        return [
-            sync_source(settings, warehouse, name, full_refresh=full_refresh)
-            for name in selected_sources(settings, source)
-        ]
+def run_sync(settings: Settings, source: str | None = None, *, full_refresh: bool = False,
+             account: str | None = None) -> list[RunSummary]:
+    """Syncs each selected account in turn; one account failing does not stop the others."""
+    accounts = selected_accounts(settings, source, account)
+    done: set[tuple[str, str]] = set()
+    with Warehouse(settings.database, settings.wait.total_seconds()) as warehouse:
+        return [sync_account(settings, warehouse, a, full_refresh=full_refresh, done=done) for a in accounts]
 
 
 def run_backfill(settings: Settings, since: datetime, until: datetime | None = None, source: str | None = None,
-                 window: timedelta = timedelta(days=1)) -> list[SourceSummary]:
-    with Warehouse(settings.database) as warehouse:
-        return [
-            backfill_source(settings, warehouse, name, since, until, window)
-            for name in selected_sources(settings, source)
-        ]
+                 window: timedelta = timedelta(days=1), account: str | None = None) -> list[RunSummary]:
+    accounts = selected_accounts(settings, source, account)
+    done: set[tuple[str, str]] = set()
+    with Warehouse(settings.database, settings.wait.total_seconds()) as warehouse:
+        return [backfill_account(settings, warehouse, a, since, until, window, done=done) for a in accounts]
 
 
-def listed_ids(client: ApiClient, settings: Settings, source: str, started: datetime) -> set[str]:
-    """Every chat id the API has now: ids only, no messages.
+def reconcile_account(settings: Settings, warehouse: Warehouse, account: Account,
+                      done: set[tuple[str, str]] | None = None) -> RunSummary:
+    """Marks the account's chats the API no longer lists with deleted_at, and clears it for
+    chats back again; other accounts' chats are out of its reach."""
 
-    Cozmox windows run oldest first up to a day ahead, so a chat updated during the walk is seen
-    at its old place or its new one. Invent's walk is newest first, so it ends by re-reading the
-    top of the list down to where it began, where chats updated meanwhile went.
-    """
-    ids: set[str] = set()
-
-    def take(records: list[Any]) -> None:
-        ids.update(r["id"] for r in records if isinstance(r, dict) and isinstance(r.get("id"), str))
-
-    if source == "cozmox":
-        for page in CozmoxChats(client, settings.page_size).pages(None, started + timedelta(days=1)):
-            ids.update(key for key in (chat_key(text).id for text in page.records) if isinstance(key, str))
-    else:
-        reader = InventChats(client, settings.invent_org_id, take=settings.page_size)
-        for page in reader.walk(None):
-            take(page.records)
-        for page in InventChats(client, settings.invent_org_id, take=settings.page_size).walk(
-                started - timedelta(seconds=settings.safety_margin_seconds)):
-            take(page.records)
-    return ids
-
-
-def reconcile_source(settings: Settings, warehouse: Warehouse, source: str) -> SourceSummary:
-    """Marks chats the API no longer lists with deleted_at, and clears it for chats back again."""
-    with recorded_run(settings, warehouse, source, "reconcile") as (summary, client):
-        ids = listed_ids(client, settings, source, now_utc())
+    def work(summary: RunSummary, source: Source) -> None:
+        if summary.org_id is None:
+            # The API lists nothing, so it names no org: the one this account reached before
+            # tells whether chats are held that this would mark.
+            held = warehouse.live_chats(replace(summary.key, org_id=warehouse.last_org(summary.key)))
+            if held:
+                raise SourceError(account.name, f"the API listed no chats at all; refusing to mark {held} deleted")
+            return
+        ids = source.listed_ids(now_utc())
         summary.chats_fetched = len(ids)
-        held = warehouse.scalar("select count(*) from chats where source = ? and deleted_at is null", [source])
+        held = warehouse.live_chats(summary.key)
         if not ids and held:
             # A wrong org or a broken API far more often than every chat deleted at once.
-            raise SourceError(source, f"the API listed no chats at all; refusing to mark {held} deleted")
-        deleted, restored = warehouse.mark_deleted(source, ids)
+            raise SourceError(account.name, f"the API listed no chats at all; refusing to mark {held} deleted")
+        deleted, restored = warehouse.mark_deleted(summary.key, ids)
         summary.chats_upserted = deleted + restored
-        log.info("%s: the API lists %d chats; %d newly marked deleted, %d back again",
-                 source, len(ids), deleted, restored)
-    return summary
+        log.info("%s: the API lists %d chats of org %s; %d newly marked deleted, %d back again",
+                 account.name, len(ids), summary.org_id, deleted, restored)
+
+    return run_account(settings, warehouse, account, "reconcile", work, done)
 
 
-def run_reconcile(settings: Settings, source: str | None = None) -> list[SourceSummary]:
-    with Warehouse(settings.database) as warehouse:
-        return [reconcile_source(settings, warehouse, name) for name in selected_sources(settings, source)]
+def run_reconcile(settings: Settings, source: str | None = None, account: str | None = None) -> list[RunSummary]:
+    accounts = selected_accounts(settings, source, account)
+    done: set[tuple[str, str]] = set()
+    with Warehouse(settings.database, settings.wait.total_seconds()) as warehouse:
+        return [reconcile_account(settings, warehouse, a, done) for a in accounts]

@@ -66,8 +66,10 @@ def local_prefect_server(out: Console, startup_seconds: float = 120) -> Iterator
         log_file.close()
 
 
-def serve(out: Console, source: str | None, database: str, cron: str | None, interval: float | None) -> None:
-    """Serves the sync flow until interrupted; overlapping runs are cancelled, not stacked."""
+def serve(out: Console, source: str | None, account: str | None, database: str, cron: str | None,
+          interval: float | None) -> None:
+    """Serves the sync flow until interrupted; overlapping runs are cancelled, not stacked. Each
+    run syncs every configured account (or the source's, or the one named)."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.deployments.runner import EntrypointType
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -91,7 +93,7 @@ def serve(out: Console, source: str | None, database: str, cron: str | None, int
             out.print(f"Serving deployment {DEPLOYMENT!r} {every}; Ctrl-C stops it.")
             deployment = sync_flow.to_deployment(
                 name=DEPLOYMENT,
-                parameters={"source": source, "database": database},
+                parameters={"source": source, "account": account, "database": database},
                 concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
                 entrypoint_type=EntrypointType.MODULE_PATH,
                 **schedule,

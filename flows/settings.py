@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import AliasChoices, BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from extract.settings import (
@@ -12,7 +15,22 @@ from extract.settings import (
     INVENT_DEFAULT_ORG,
 )
 
-SOURCES = ("cozmox", "invent")
+
+def parse_duration(value: str) -> timedelta:
+    """`30s`, `5m`, `6h`, `1d`, `1w`: the durations every option and variable takes."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    number, unit = value.strip()[:-1], value.strip()[-1:].lower()
+    try:
+        seconds = float(number) * units[unit]
+    except (KeyError, ValueError):
+        raise ValueError(f"{value!r} is not a duration such as 30s, 5m, 6h, 1d or 1w") from None
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return timedelta(seconds=seconds)
+
+
+def _duration(value: object) -> object:
+    return parse_duration(value) if isinstance(value, str) else value
 
 
 def _env(name: str) -> AliasChoices:
@@ -28,6 +46,11 @@ class Settings(BaseSettings):
     invent_base_url: str = Field(INVENT_DEFAULT_BASE_URL, validation_alias=_env("INVENT_BASE_URL"))
     invent_api_key: str | None = Field(None, validation_alias=_env("INVENT_API_KEY"), repr=False)
     invent_org_id: str = Field(INVENT_DEFAULT_ORG, validation_alias=_env("INVENT_ORG_ID"))
+    # How long a sync, backfill or reconcile waits for another process to let go of the
+    # warehouse file: scheduled runs of different accounts take turns on it.
+    wait: Annotated[timedelta, BeforeValidator(_duration)] = Field(timedelta(minutes=3), validation_alias=_env("CHATSYNC_WAIT"))
+    # More accounts (many keys and orgs), from a file that names where each key is kept.
+    config: str = Field("chatsync.toml", validation_alias=_env("CHATSYNC_CONFIG"))
 
     # How a run reads: chats per request, how far behind the watermark to re-read (late
     # commits), how long before its start a run stops (clock skew, in-flight writes).
@@ -46,12 +69,3 @@ class Settings(BaseSettings):
     invent_requests_per_minute: float = Field(
         450, ge=0, validation_alias=_env("CHATSYNC_INVENT_REQUESTS_PER_MINUTE")
     )
-
-    def api_key(self, source: str) -> str | None:
-        return self.cozmox_api_key if source == "cozmox" else self.invent_api_key
-
-    def base_url(self, source: str) -> str:
-        return self.cozmox_base_url if source == "cozmox" else self.invent_base_url
-
-    def configured_sources(self) -> list[str]:
-        return [s for s in SOURCES if self.api_key(s)]

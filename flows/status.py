@@ -32,20 +32,57 @@ def _table(title: str, columns: list[str], rows: list[tuple]) -> Table:
     return table
 
 
-def print_status(settings: Settings, out: Console) -> None:
+ACCOUNTS = """
+with
+runs as (
+    select
+        source,
+        coalesce(account, source) as account,
+        arg_max(org_id, started_at) filter (where org_id is not null) as org_id,
+        max(finished_at) filter (where status = 'success') as last_success_at,
+        arg_max(status, started_at) as last_run_status,
+        arg_max(error, started_at) as last_error
+    from sync_runs
+    group by all
+),
+state as (
+    select source, org_id, account, watermark from sync_state where stream = 'chats'
+)
+select
+    coalesce(r.account, s.account) as account,
+    coalesce(r.source, s.source) as source,
+    coalesce(r.org_id, s.org_id) as org_id,
+    s.watermark,
+    r.last_success_at,
+    r.last_run_status,
+    r.last_error
+from runs r
+full join state s on s.source = r.source and s.org_id = r.org_id
+order by 2, 1
+"""
+
+
+def print_status(settings: Settings, out: Console, account: str | None = None) -> None:
+    """One row per account (its organisation, watermark and last run), the last runs, table
+    sizes and what waits in rejected_records."""
     with Warehouse(settings.database) as wh:
         con = wh.con
-        state = con.execute("select source, stream, watermark from sync_state order by 1, 2").fetchall()
-        out.print(_table("watermarks", ["source", "stream", "watermark", "age"],
-                         [(s, st, w.isoformat() if w else None, _age(w)) for s, st, w in state]))
+        accounts = [r for r in con.execute(ACCOUNTS).fetchall() if account is None or r[0] == account]
+        out.print(_table(
+            "accounts",
+            ["account", "source", "org", "watermark", "age", "last success", "last run", "error"],
+            [(name, source, org, w.isoformat() if w else None, _age(w), _age(ok), last, error)
+             for name, source, org, w, ok, last, error in accounts],
+        ))
         runs = con.execute(
-            """select source, mode, status, started_at, round(epoch(finished_at - started_at), 1),
+            """select coalesce(account, source), mode, status, started_at, round(epoch(finished_at - started_at), 1),
                       chats_fetched, chats_upserted, messages_upserted, rejected, requests, retries, error
-               from sync_runs order by started_at desc limit 10"""
+               from sync_runs where ? is null or coalesce(account, source) = ?
+               order by started_at desc limit 10""", [account, account]
         ).fetchall()
         out.print(_table(
             "last runs",
-            ["source", "mode", "status", "started", "seconds", "fetched", "chats", "messages",
+            ["account", "mode", "status", "started", "seconds", "fetched", "chats", "messages",
              "rejected", "requests", "retries", "error"],
             [(r[0], r[1], r[2], r[3].strftime("%Y-%m-%d %H:%M:%S"), *r[4:]) for r in runs],
         ))

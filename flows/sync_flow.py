@@ -1,31 +1,53 @@
-"""The Prefect flow around the sync: one task per source, a summary artifact at the end.
+"""The Prefect flows around the sync: one task per account, a summary artifact at the end.
 
 With no `PREFECT_API_URL`, Prefect runs it on a temporary local server; nothing to start by hand.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-from datetime import datetime, timedelta
-
-from flows.pipeline import SourceSummary, backfill_source, reconcile_source, selected_sources, sync_source
+from flows.accounts import Account, selected_accounts
+from flows.pipeline import RunSummary, backfill_account, reconcile_account, sync_account
 from flows.settings import Settings
 from load.warehouse import DatabaseError, Warehouse
 
-
-@task(name="sync-source", cache_policy=NO_CACHE, task_run_name="sync-{source}")
-def sync_source_task(settings: Settings, warehouse: Warehouse, source: str, full_refresh: bool) -> SourceSummary:
-    return sync_source(settings, warehouse, source, full_refresh=full_refresh)
+Done = set[tuple[str, str]]
 
 
-def summary_table(summaries: list[SourceSummary]) -> list[dict]:
+def _tags(account: Account) -> list[str]:
+    return [f"source:{account.source}", f"account:{account.name}"]
+
+
+@task(name="sync-account", cache_policy=NO_CACHE)
+def sync_account_task(settings: Settings, warehouse: Warehouse, account: Account, full_refresh: bool,
+                      done: Done) -> RunSummary:
+    return sync_account(settings, warehouse, account, full_refresh=full_refresh, done=done)
+
+
+@task(name="reconcile-account", cache_policy=NO_CACHE)
+def reconcile_account_task(settings: Settings, warehouse: Warehouse, account: Account, done: Done) -> RunSummary:
+    return reconcile_account(settings, warehouse, account, done)
+
+
+@task(name="backfill-window", cache_policy=NO_CACHE)
+def backfill_window_task(work: Callable[[], None]) -> None:
+    work()
+
+
+def summary_table(summaries: list[RunSummary]) -> list[dict[str, Any]]:
     return [
         {
-            "source": s.source,
+            "account": s.account,
+            "org": s.org_id or "",
             "mode": s.mode,
             "status": s.status,
             "fetched": s.chats_fetched,
@@ -47,70 +69,84 @@ def flow_settings(database: str | None, invent_org_id: str | None) -> Settings:
     return Settings(**overrides)
 
 
-def _finish(summaries: list[SourceSummary], key: str, description: str) -> State:
+def _finish(summaries: list[RunSummary], key: str, description: str) -> State:
     create_table_artifact(key=key, table=summary_table(summaries), description=description)
-    failed = [s for s in summaries if s.status != "success"]
+    failed = [s for s in summaries if s.status not in ("success", "skipped")]
     if failed:
-        return Failed(message="; ".join(s.error or f"{s.source}: failed" for s in failed), data=summaries)
+        return Failed(message="; ".join(s.error or f"{s.account}: failed" for s in failed), data=summaries)
     return Completed(data=summaries)
 
 
-@flow(name="chatsync-sync")
+def _run_name(verb: str) -> Callable[[], str]:
+    """Flow runs named for what they cover: `sync-acme`, `sync-invent`, `sync-all`."""
+    def name() -> str:
+        parameters = flow_run.parameters
+        return f"{verb}-{parameters.get('account') or parameters.get('source') or 'all'}"
+    return name
+
+
+@flow(name="chatsync-sync", flow_run_name=_run_name("sync"))
 def sync_flow(source: str | None = None, database: str | None = None, full_refresh: bool = False,
-              invent_org_id: str | None = None) -> State:
-    """Syncs every configured source (or one) into the warehouse.
+              invent_org_id: str | None = None, account: str | None = None) -> State:
+    """Syncs every configured account (or those of one source, or one account) into the warehouse.
 
     Settings come from the environment inside the run, never as parameters, so that API keys
-    stay out of the Prefect database. Ends Failed, with the sources' errors as its message, when
-    any source failed; the sources that worked keep what they loaded.
+    stay out of the Prefect database. Ends Failed, with the accounts' errors as its message,
+    when any account failed; the accounts that worked keep what they loaded.
     """
     logger = get_run_logger()
     settings = flow_settings(database, invent_org_id)
+    done: Done = set()
     try:
-        with Warehouse(settings.database) as warehouse:
+        accounts = selected_accounts(settings, source, account)
+        with Warehouse(settings.database, settings.wait.total_seconds()) as warehouse:
             summaries = [
-                sync_source_task(settings, warehouse, name, full_refresh)
-                for name in selected_sources(settings, source)
+                sync_account_task.with_options(task_run_name=f"sync-{a.name}", tags=_tags(a))(
+                    settings, warehouse, a, full_refresh, done)
+                for a in accounts
             ]
     except (DatabaseError, ValueError) as exc:
         return Failed(message=str(exc), data=[])
-    logger.info("synced %s", ", ".join(f"{s.source}: {s.status}" for s in summaries))
+    logger.info("synced %s", ", ".join(f"{s.account}: {s.status}" for s in summaries))
     return _finish(summaries, "chatsync-sync-summary", f"chatsync sync into {settings.database}")
 
 
-@task(name="backfill-window", cache_policy=NO_CACHE)
-def backfill_window_task(work) -> None:  # noqa: ANN001 - a closure over the run's state
-    work()
-
-
-@flow(name="chatsync-backfill")
+@flow(name="chatsync-backfill", flow_run_name=_run_name("backfill"))
 def backfill_flow(since: datetime, until: datetime | None = None, source: str | None = None,
                   window_seconds: float = 86400, database: str | None = None,
-                  invent_org_id: str | None = None) -> State:
-    """Loads an updated-at range in windows, each a task of its own; the watermark stays put."""
+                  invent_org_id: str | None = None, account: str | None = None) -> State:
+    """Loads an updated-at range in windows, each read a task of its own; watermarks stay put."""
     settings = flow_settings(database, invent_org_id)
-
-    def run_window(name: str, work) -> None:  # noqa: ANN001
-        backfill_window_task.with_options(task_run_name=name)(work)
-
+    done: Done = set()
     try:
-        with Warehouse(settings.database) as warehouse:
-            summaries = [
-                backfill_source(settings, warehouse, name, since, until, timedelta(seconds=window_seconds), run_window)
-                for name in selected_sources(settings, source)
-            ]
+        accounts = selected_accounts(settings, source, account)
+        with Warehouse(settings.database, settings.wait.total_seconds()) as warehouse:
+            summaries = []
+            for a in accounts:
+                def run_window(name: str, work: Callable[[], None], a: Account = a) -> None:
+                    backfill_window_task.with_options(task_run_name=name, tags=_tags(a))(work)
+
+                summaries.append(backfill_account(settings, warehouse, a, since, until,
+                                                  timedelta(seconds=window_seconds), run_window, done))
     except (DatabaseError, ValueError) as exc:
         return Failed(message=str(exc), data=[])
     return _finish(summaries, "chatsync-backfill-summary", f"chatsync backfill into {settings.database}")
 
 
-@flow(name="chatsync-reconcile")
-def reconcile_flow(source: str | None = None, database: str | None = None, invent_org_id: str | None = None) -> State:
-    """Marks chats deleted upstream with deleted_at; rows are never deleted."""
+@flow(name="chatsync-reconcile", flow_run_name=_run_name("reconcile"))
+def reconcile_flow(source: str | None = None, database: str | None = None, invent_org_id: str | None = None,
+                   account: str | None = None) -> State:
+    """Marks chats deleted upstream with deleted_at, account by account; rows are never deleted."""
     settings = flow_settings(database, invent_org_id)
+    done: Done = set()
     try:
-        with Warehouse(settings.database) as warehouse:
-            summaries = [reconcile_source(settings, warehouse, name) for name in selected_sources(settings, source)]
+        accounts = selected_accounts(settings, source, account)
+        with Warehouse(settings.database, settings.wait.total_seconds()) as warehouse:
+            summaries = [
+                reconcile_account_task.with_options(task_run_name=f"reconcile-{a.name}", tags=_tags(a))(
+                    settings, warehouse, a, done)
+                for a in accounts
+            ]
     except (DatabaseError, ValueError) as exc:
         return Failed(message=str(exc), data=[])
     return _finish(summaries, "chatsync-reconcile-summary", f"chatsync reconcile of {settings.database}")

@@ -7,7 +7,10 @@ time, so holding it also keeps a second sync from interleaving with this one.
 from __future__ import annotations
 
 import importlib.util
+import logging
+import re
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,7 +20,10 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from load.views import apply_views
 from transform.batch import Batch
+
+log = logging.getLogger("chatsync")
 
 
 def _pandas_known_absent() -> None:
@@ -59,6 +65,16 @@ class DatabaseBusy(DatabaseError):
     """Another process holds the DuckDB file."""
 
 
+@dataclass(frozen=True)
+class AccountKey:
+    """Whose state a call reads or moves: an account's source, its organisation as the API
+    names it (None until it does), and the account's name for the record."""
+
+    source: str
+    org_id: str | None
+    name: str
+
+
 @dataclass
 class LoadResult:
     chats_upserted: int
@@ -79,19 +95,41 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_LOCK_HOLDER = re.compile(r"held in (.+?) \(PID (\d+)\)")
+WAIT_REPORT_SECONDS = 5.0
+
+
+def _connect(database: str, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    """Opens the database for writing, waiting up to `wait_seconds` while another process holds
+    it (DuckDB lets one process write a file), with a line every few seconds saying who."""
+    began = time.monotonic()
+    reported = began
+    while True:
+        try:
+            return duckdb.connect(database)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" not in text.lower():
+                raise DatabaseError(f"database {database} could not be opened: {text}") from None
+            found = _LOCK_HOLDER.search(text)
+            holder = f"{found.group(1)} (PID {found.group(2)})" if found else "another process"
+            now = time.monotonic()
+            if now - began >= wait_seconds:
+                waited = f" after waiting {wait_seconds:g}s" if wait_seconds else ""
+                raise DatabaseBusy(f"database {database} is busy: it is held by {holder}{waited}") from None
+            if now - reported >= WAIT_REPORT_SECONDS:
+                reported = now
+                log.info("database %s is held by %s; waiting up to %.0fs more", database, holder,
+                         wait_seconds - (now - began))
+            time.sleep(0.2)
+
+
 class Warehouse:
-    def __init__(self, database: str) -> None:
+    def __init__(self, database: str, wait_seconds: float = 0.0) -> None:
         self.database = database
         if not database.startswith("md:") and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(database)
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise DatabaseBusy(
-                    f"database {database} is busy: another chatsync process is using it"
-                ) from None
-            raise DatabaseError(f"database {database} could not be opened: {exc}") from None
+        self.con = _connect(database, wait_seconds)
         self.con.execute("set TimeZone = 'UTC'")
         self._reader: duckdb.DuckDBPyConnection | None = None
         self._closed = False
@@ -161,25 +199,31 @@ class Warehouse:
             except Exception:
                 con.execute("rollback")
                 raise
+        apply_views(con)
 
     # -- sync state -----------------------------------------------------------------------
 
-    def watermark(self, source: str, stream: str = "chats") -> datetime | None:
+    def watermark(self, account: AccountKey, stream: str = "chats") -> datetime | None:
+        if account.org_id is None:
+            return None
         row = self.con.execute(
-            "select watermark from sync_state where source = ? and stream = ?", [source, stream]
+            "select watermark from sync_state where source = ? and org_id = ? and stream = ?",
+            [account.source, account.org_id, stream],
         ).fetchone()
         return row[0] if row else None
 
-    def _advance_watermark(self, source: str, stream: str, watermark: datetime) -> None:
+    def _advance_watermark(self, account: AccountKey, stream: str, watermark: datetime) -> None:
         """Moves the watermark forward only: a window behind it never pulls it back."""
         self.con.execute(
             """
-            insert into sync_state (source, stream, watermark, updated_at) values (?, ?, ?, ?)
-            on conflict (source, stream) do update set
+            insert into sync_state (source, org_id, stream, watermark, updated_at, account)
+            values (?, ?, ?, ?, ?, ?)
+            on conflict (source, org_id, stream) do update set
                 watermark = greatest(sync_state.watermark, excluded.watermark),
-                updated_at = excluded.updated_at
+                updated_at = excluded.updated_at,
+                account = excluded.account
             """,
-            [source, stream, watermark, now_utc()],
+            [account.source, account.org_id, stream, watermark, now_utc(), account.name],
         )
 
     def versions(self, source: str, chat_ids: list[str]) -> dict[str, datetime]:
@@ -196,26 +240,40 @@ class Warehouse:
         ).fetchall()
         return dict(rows)
 
-    def window_finished(self, source: str, start: datetime, end: datetime) -> bool:
+    def window_finished(self, account: AccountKey, start: datetime, end: datetime) -> bool:
         """Whether one finished backfill window covers this one (window sizes may differ)."""
         return bool(self.con.execute(
-            "select count(*) from backfill_windows where source = ? and window_start <= ? and window_end >= ?",
-            [source, start, end],
+            "select count(*) from backfill_windows where source = ? and org_id = ?"
+            " and window_start <= ? and window_end >= ?",
+            [account.source, account.org_id, start, end],
         ).fetchone()[0])
 
-    def mark_deleted(self, source: str, listed: set[str]) -> tuple[int, int]:
-        """Sets deleted_at on chats not in `listed`, clears it on those back in it; one transaction."""
+    def last_org(self, account: AccountKey) -> str | None:
+        """The organisation this account's runs last reached."""
+        return self.scalar(  # type: ignore[return-value]
+            "select org_id from sync_runs where source = ? and coalesce(account, source) = ? and org_id is not null"
+            " order by started_at desc limit 1", [account.source, account.name])
+
+    def live_chats(self, account: AccountKey) -> int:
+        """Chats of this account's organisation not marked deleted."""
+        return int(self.scalar("select count(*) from chats where source = ? and org_id = ? and deleted_at is null",
+                               [account.source, account.org_id]))
+
+    def mark_deleted(self, account: AccountKey, listed: set[str]) -> tuple[int, int]:
+        """Sets deleted_at on the account's chats not in `listed`, clears it on those back in it;
+        one transaction. Other organisations' chats are never touched."""
         con = self.con
+        scope = [account.source, account.org_id]
         con.register("listed_ids", pa.table({"chat_id": pa.array(sorted(listed), pa.string())}))
         con.execute("begin")
         try:
             deleted = con.execute(
-                "update chats set deleted_at = ? where source = ? and deleted_at is null"
-                " and chat_id not in (select chat_id from listed_ids)", [now_utc(), source]
+                "update chats set deleted_at = ? where source = ? and org_id = ? and deleted_at is null"
+                " and chat_id not in (select chat_id from listed_ids)", [now_utc(), *scope]
             ).fetchone()[0]
             restored = con.execute(
-                "update chats set deleted_at = null where source = ? and deleted_at is not null"
-                " and chat_id in (select chat_id from listed_ids)", [source]
+                "update chats set deleted_at = null where source = ? and org_id = ? and deleted_at is not null"
+                " and chat_id in (select chat_id from listed_ids)", scope
             ).fetchone()[0]
             con.execute("commit")
         except Exception:
@@ -227,8 +285,9 @@ class Warehouse:
 
     # -- runs -----------------------------------------------------------------------------
 
-    def start_run(self, source: str, mode: str) -> str:
-        """Records a run as running; runs left running by a killed process become interrupted.
+    def start_run(self, account: AccountKey, mode: str) -> str:
+        """Records a run as running; the account's runs left running by a killed process become
+        interrupted.
 
         No other process can hold the file while this one does, so a row still marked running
         here belongs to a process that is gone.
@@ -237,12 +296,13 @@ class Warehouse:
         self.con.execute(
             "update sync_runs set status = 'interrupted', finished_at = ?,"
             " error = 'the process stopped before the run finished'"
-            " where source = ? and status = 'running'",
-            [now_utc(), source],
+            " where source = ? and coalesce(account, source) = ? and status = 'running'",
+            [now_utc(), account.source, account.name],
         )
         self.con.execute(
-            "insert into sync_runs (run_id, source, mode, started_at, status) values (?, ?, ?, ?, 'running')",
-            [run_id, source, mode, now_utc()],
+            "insert into sync_runs (run_id, source, account, org_id, mode, started_at, status)"
+            " values (?, ?, ?, ?, ?, ?, 'running')",
+            [run_id, account.source, account.name, account.org_id, mode, now_utc()],
         )
         return run_id
 
@@ -260,7 +320,7 @@ class Warehouse:
         self,
         batch: Batch,
         *,
-        source: str,
+        account: AccountKey,
         run_id: str,
         watermark: datetime | None = None,
         finished_window: tuple[datetime, datetime] | None = None,
@@ -274,7 +334,7 @@ class Warehouse:
         slower process never overwrites a newer one. Its child rows are replaced exactly, and
         only when they differ from those held (by fingerprint).
         """
-        args = (batch, source, run_id, watermark, finished_window, stream, force)
+        args = (batch, account, run_id, watermark, finished_window, stream, force)
         try:
             return self._load(*args, by_key=False)
         except duckdb.ConstraintException:
@@ -282,7 +342,7 @@ class Warehouse:
             # path that replaces by key and keeps one copy of each.
             return self._load(*args, by_key=True)
 
-    def _load(self, batch: Batch, source: str, run_id: str, watermark: datetime | None,
+    def _load(self, batch: Batch, account: AccountKey, run_id: str, watermark: datetime | None,
               finished_window: tuple[datetime, datetime] | None, stream: str, force: bool,
               by_key: bool) -> LoadResult:
         con = self.con
@@ -332,12 +392,14 @@ class Warehouse:
                     [run_id],
                 )
                 con.unregister("batch_rejected")
-            if watermark is not None:
-                self._advance_watermark(source, stream, watermark)
-            if finished_window is not None:
+            # State belongs to an organisation: one the API has not named yet keeps none.
+            if watermark is not None and account.org_id is not None:
+                self._advance_watermark(account, stream, watermark)
+            if finished_window is not None and account.org_id is not None:
                 con.execute(
-                    "insert or replace into backfill_windows values (?, ?, ?, ?, ?)",
-                    [source, *finished_window, now_utc(), run_id],
+                    "insert or replace into backfill_windows"
+                    " (source, org_id, window_start, window_end, finished_at, run_id) values (?, ?, ?, ?, ?, ?)",
+                    [account.source, account.org_id, *finished_window, now_utc(), run_id],
                 )
             con.execute("commit")
         except Exception:

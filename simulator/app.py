@@ -1,4 +1,4 @@
-"""The ASGI application serving a Simulator as the Cozmox (/cozmox) and Invent (/invent) APIs.
+"""The ASGI application serving Simulators as the Cozmox (/cozmox) and Invent (/invent) APIs.
 
 A plain ASGI callable rather than a framework: it has three routes, and the faults need control a
 framework would hide (a Content-Length larger than the body, a connection cut mid-body).
@@ -29,6 +29,8 @@ INVENT_ENUMS = {"status": {"ALL", "RUNNING", "COMPLETED", "FAILED", "CANCELED"},
 
 # A dropped connection is deliberate; uvicorn would log it as an application error.
 _dropping: ContextVar[bool] = ContextVar("simulator_dropping", default=False)
+# The simulator answering the request in hand; each request runs in a task of its own context.
+_serving: ContextVar[Simulator | None] = ContextVar("simulator_serving", default=None)
 
 
 class _DeliberateDropFilter(logging.Filter):
@@ -80,11 +82,23 @@ def _instant(params: dict[str, str], name: str) -> int | None:
 
 
 class SimulatorApp:
-    """Routes requests to the Simulator and applies the faults it selects."""
+    """Routes requests to the Simulator and applies the faults it selects.
 
-    def __init__(self, sim: Simulator) -> None:
+    Several simulators (one org each) can share the app: a request goes to one of those holding
+    its API key, and only that one logs it, runs its hooks and picks its faults.
+    """
+
+    def __init__(self, sim: Simulator, *more_sims: Simulator) -> None:
+        self.sims: tuple[Simulator, ...] = (sim, *more_sims)
+        _check_distinct(self.sims)
         self.sim = sim
         self.closing = False  # set on shutdown so that stalls end early
+
+    @property
+    def serving(self) -> Simulator:
+        """The simulator answering the current request (the first one outside a request)."""
+        sim = _serving.get()
+        return self.sim if sim is None else sim
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -101,7 +115,8 @@ class SimulatorApp:
         source = path.split("/", 2)[1] if path.startswith("/") else ""
         source = source if source in ("cozmox", "invent") else "other"
         params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
-        sim = self.sim
+        sim = self.sim if len(self.sims) == 1 else self._route(path, scope)
+        _serving.set(sim)
         info, faults = sim.begin_request(source, scope["method"], path, params)
         if info.error is not None:
             return await self._send(send, info, [], error_page(500, info.error))
@@ -118,6 +133,25 @@ class SimulatorApp:
                 info.error = f"internal error: {exc!r}"
                 page = error_page(500, info.error)
         await self._send(send, info, faults, page)
+
+    def _route(self, path: str, scope: dict[str, Any]) -> Simulator:
+        """The simulator of the org a request is for, chosen before it is logged: among those
+        holding its key, the first one unless the path names another's org or chat. Without a
+        matching key it is the first simulator, which answers 401 as a lone one would."""
+        auth = dict(scope["headers"]).get(b"authorization", b"")
+        keyed = [s for s in self.sims if auth == b"Bearer " + s.api_key.encode()]
+        if not keyed:
+            return self.sim
+        parts = path.strip("/").split("/")
+        if len(keyed) > 1 and len(parts) == 4 and parts[0] == "invent":
+            if parts[1] == "orgs" and parts[3] == "chats" and parts[2] != "c":
+                return next((s for s in keyed if s.invent_org_id == parts[2]), keyed[0])
+            if parts[1] == "chats" and parts[3] == "messages":
+                for s in keyed:
+                    with s.lock:
+                        if s.messages_of(parts[2]) is not None:
+                            return s
+        return keyed[0]
 
     async def _stall(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
@@ -136,8 +170,9 @@ class SimulatorApp:
             return error_page(fault.status, "Simulated failure", headers)
         if scope["method"] != "GET":
             return error_page(405, f"Cannot {scope['method']} {info.path}")
+        sim = self.serving
         auth = dict(scope["headers"]).get(b"authorization", b"")
-        if info.source != "other" and auth != b"Bearer " + self.sim.api_key.encode():
+        if info.source != "other" and auth != b"Bearer " + sim.api_key.encode():
             return 401, [], b'{"message":"Invalid API key","statusCode":401}'
         delta = kinds["lie_count"].count_delta if "lie_count" in kinds else 0
         bare = "no_results" in kinds
@@ -145,7 +180,7 @@ class SimulatorApp:
         if parts == ["cozmox", "chat"]:
             page = self._cozmox_chats(info.params, delta, bare)
         elif len(parts) == 4 and parts[:2] == ["invent", "orgs"] and parts[3] == "chats":
-            if parts[2] not in ("c", self.sim.invent_org_id):
+            if parts[2] not in ("c", sim.invent_org_id):
                 raise ApiError(404, "Organization not found")
             page = self._invent_chats(info.params, delta, bare)
         elif len(parts) == 4 and parts[:2] == ["invent", "chats"] and parts[3] == "messages":
@@ -155,13 +190,13 @@ class SimulatorApp:
         # Only an honest page is worth repeating later. A repeat is the page before in the same
         # listing: the same path and query, one page number back (or the last one served).
         listing = info.path + "?" + "&".join(f"{k}={v}" for k, v in sorted(info.params.items()) if k != "page")
-        previous = self.sim.remember_page(listing, page, keep=not (bare or delta))
+        previous = sim.remember_page(listing, page, keep=not (bare or delta))
         if "repeat_page" in kinds and previous is not None:
             return previous
         return page
 
     def _join(self, records: list[Record]) -> list[bytes]:
-        shared = self.sim.shared_blobs()
+        shared = self.serving.shared_blobs()
         out: list[bytes] = []
         for i, rec in enumerate(records):
             if i:
@@ -187,7 +222,7 @@ class SimulatorApp:
                 b[1] = min(b[1], us - 1 if op == "Lt" else us)
         equals = [(k, params[k]) for k in ("assistantId", "sessionId", "workflowId") if k in params]
         (clo, chi), (ulo, uhi) = bounds["created"], bounds["updated"]
-        matching = self.sim.ordered("cozmox")
+        matching = self.serving.ordered("cozmox")
         if (clo, chi, ulo, uhi) != NO_BOUND * 2:
             matching = [r for r in matching
                         if clo <= r.created_us <= chi and ulo <= r.updated_us <= uhi]
@@ -229,7 +264,7 @@ class SimulatorApp:
             if value != "ALL":
                 wanted[name] = value
         search = params.get("search", "").lower()
-        records = self.sim.ordered("invent")[::-1]  # newest activity first
+        records = self.serving.ordered("invent")[::-1]  # newest activity first
         if "status" in wanted:
             records = [r for r in records if r.data.get("status") == wanted["status"]]
         if "state" in wanted:
@@ -242,7 +277,7 @@ class SimulatorApp:
                          bare: bool) -> Page:
         page, take = self._paging(params)
         since = _instant(params, "from")
-        messages = self.sim.messages_of(chat_id)
+        messages = self.serving.messages_of(chat_id)
         if messages is None:
             raise ApiError(404, "Chat not found")
         if since is not None:
@@ -269,6 +304,17 @@ class SimulatorApp:
             await send({"type": "http.response.body", "body": body, "more_body": True})
             return
         await send({"type": "http.response.body", "body": body})
+
+
+def _check_distinct(sims: tuple[Simulator, ...]) -> None:
+    """Simulators behind one key must be told apart by their org (distinct seeds do that)."""
+    for i, sim in enumerate(sims):
+        if not isinstance(sim, Simulator):
+            raise TypeError(f"expected a Simulator, got {sim!r}")
+        for other in sims[:i]:
+            if sim.api_key == other.api_key and sim.invent_org_id == other.invent_org_id:
+                raise ValueError(f"two simulators share API key {sim.api_key!r} and org "
+                                 f"{sim.invent_org_id}: give them distinct seeds")
 
 
 def _state(rec: Record) -> Any:

@@ -1,4 +1,4 @@
-"""Serves a Simulator over real HTTP on loopback, from a background thread."""
+"""Serves one or more Simulators over real HTTP on loopback, from a background thread."""
 
 from __future__ import annotations
 
@@ -29,14 +29,18 @@ class _Server(uvicorn.Server):
 class SimulatorServer:
     """`with SimulatorServer(sim) as server:` serves both APIs until the block ends.
 
+    `SimulatorServer(sim_a, sim_b, ...)` serves several orgs at one address, each request going
+    to the simulator its API key and path select (see `SimulatorApp`); `sim` is the first.
     The socket is bound here rather than by uvicorn so that port 0 yields a known free port
     before the server thread starts.
     """
 
-    def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, sim: Simulator, *more_sims: Simulator, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        self.app = SimulatorApp(sim, *more_sims)
         self.sim = sim
+        self.sims: tuple[Simulator, ...] = self.app.sims
         self.host = host
-        self.app = SimulatorApp(sim)
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._server: _Server | None = None

@@ -1,1 +1,1 @@
-"""DDL and analytics views, applied in the order of their numbers."""
+"""DDL applied in the order of their numbers; the analytics views in views/, one file a view."""

@@ -15,7 +15,7 @@ import pytest
 
 from flows.cli import main
 from load.schema_doc import render
-from load.warehouse import Warehouse
+from load.warehouse import AccountKey, Warehouse
 from transform import cozmox, invent
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=timezone.utc)
@@ -65,11 +65,12 @@ INVENT_MESSAGES = [
 @pytest.fixture
 def warehouse(tmp_path):
     with Warehouse(str(tmp_path / "known.duckdb")) as wh:
-        run = wh.start_run("cozmox", "incremental")
-        wh.load(cozmox.flatten(COZMOX, T0), source="cozmox", run_id=run, watermark=T0)
+        account = AccountKey("cozmox", "org", "cozmox")
+        run = wh.start_run(account, "incremental")
+        wh.load(cozmox.flatten(COZMOX, {}, T0), account=account, run_id=run, watermark=T0)
         wh.finish_run(run, "success", {})
-        chats, rejected = invent.read_chats([INVENT_CHAT], T0)
-        wh.load(invent.flatten(chats, {"C": INVENT_MESSAGES}, T0, rejected), source="invent", run_id="r2")
+        wh.load(invent.flatten([INVENT_CHAT], {"C": INVENT_MESSAGES}, T0),
+                account=AccountKey("invent", "org", "invent"), run_id="r2")
         yield wh
 
 
@@ -121,10 +122,10 @@ def test_token_shares_and_rankings(warehouse):
     assert models == [(1, "claude-3-5-sonnet"), (2, "gpt-4o"), (3, "gpt-4o-mini")]
 
 
-def test_freshness_per_source(warehouse):
-    got = rows(warehouse, "select source, watermark, last_run_status, last_success_at is not null,"
+def test_freshness_per_account(warehouse):
+    got = rows(warehouse, "select source, org_id, account, watermark, last_run_status, last_success_at is not null,"
                           " watermark_age > interval 1 day from freshness")
-    assert got == [("cozmox", T0, "success", True, True)]
+    assert got == [("cozmox", "org", "cozmox", T0, "success", True, True)]
 
 
 def test_deleted_chats_are_left_out(warehouse):

@@ -217,12 +217,13 @@ def test_a_busy_database_is_said_plainly_and_left_intact(sim, settings, cli_env,
     try:
         assert holder.stdout.readline().strip() == "held"
         sim.touch("cozmox", sim.cozmox_chats()[0]["id"])
-        code, _, err = run(capsys, "sync")
+        code, _, err = run(capsys, "sync", "--wait", "1s")
     finally:
         holder.communicate("")
 
     assert code == 1 and err.count("\n") == 1
     assert "is busy" in err and settings.database in err
+    assert f"(PID {holder.pid})" in err and "after waiting 1s" in err
     assert query(settings.database, "select count(*), max(watermark) from chats, sync_state") == before
 
 

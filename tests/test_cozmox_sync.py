@@ -255,10 +255,10 @@ def test_a_full_refresh_rewrites_every_chat_and_keeps_the_watermark_forward(sim,
 
 
 def test_an_interrupted_run_is_marked_when_the_next_one_starts(sim, settings):
-    from load.warehouse import Warehouse
+    from load.warehouse import AccountKey, Warehouse
 
     with Warehouse(settings.database) as wh:
-        wh.start_run("cozmox", "incremental")  # as a killed process leaves it
+        wh.start_run(AccountKey("cozmox", None, "cozmox"), "incremental")  # as a killed process leaves it
     sync(settings)
     statuses = sorted(r[0] for r in query(settings.database, "select status from sync_runs"))
     assert statuses == ["interrupted", "success"]

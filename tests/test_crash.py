@@ -86,23 +86,25 @@ def test_a_backfill_killed_anywhere_resumes_to_the_same_end(sim, settings, point
     assert query(settings.database, "select count(*) from sync_state") == [(0,)]
 
 
-def test_two_syncs_at_once_one_runs_the_other_says_busy(sim, settings):
-    """Each request stalls a little, so the first sync holds the file while the second starts."""
+@pytest.mark.parametrize("sim_options", [{"cozmox_chats": 60, "invent_chats": 30}])
+def test_two_accounts_synced_at_once_take_turns_on_the_file(sim, settings):
+    """Two deployments of different accounts on one warehouse: each request stalls a little, so
+    one holds the file while the other starts; the other waits for it instead of failing."""
     from simulator import Fault
 
-    sim.add_fault(Fault(kind="stall", seconds=0.2, times=-1, source="cozmox"))
-    script = ("import sys; from flows.pipeline import run_sync; from flows.settings import Settings;"
-              " from load.warehouse import DatabaseBusy\n"
-              "try:\n    print(run_sync(Settings())[0].status)\n"
-              "except DatabaseBusy as exc:\n    print(exc); sys.exit(3)")
+    sim.add_fault(Fault(kind="stall", seconds=0.1, times=-1))
+    script = ("import sys; from flows.pipeline import run_sync; from flows.settings import Settings\n"
+              "print(run_sync(Settings(), sys.argv[1])[0].status)")
     env = dict(os.environ, CHATSYNC_DATABASE=settings.database, COZMOX_BASE_URL=settings.cozmox_base_url,
-               COZMOX_API_KEY=API_KEY, CHATSYNC_PAGE_SIZE="20", CHATSYNC_SAFETY_MARGIN_SECONDS="0",
-               PYTHONPATH=str(RUNNER.parent.parent))
-    runs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
-            for _ in range(2)]
-    outcomes = sorted((run.wait(timeout=120), run.stdout.read().strip()) for run in runs)
+               INVENT_BASE_URL=settings.invent_base_url, COZMOX_API_KEY=API_KEY, INVENT_API_KEY=API_KEY,
+               CHATSYNC_INVENT_REQUESTS_PER_MINUTE="0", CHATSYNC_PAGE_SIZE="20",
+               CHATSYNC_SAFETY_MARGIN_SECONDS="0", CHATSYNC_WAIT="2m", PYTHONPATH=str(RUNNER.parent.parent))
+    runs = [subprocess.Popen([sys.executable, "-c", script, source], env=env, stdout=subprocess.PIPE, text=True)
+            for source in ("cozmox", "invent")]
+    outcomes = [(run.wait(timeout=180), run.stdout.read().strip()) for run in runs]
 
-    assert outcomes[0] == (0, "success")
-    assert outcomes[1][0] == 3 and "is busy" in outcomes[1][1]
+    assert outcomes == [(0, "success"), (0, "success")]
     assert_warehouse_matches(sim, settings.database)
-    assert query(settings.database, "select status from sync_runs") == [("success",)]
+    assert_invent_matches(sim, settings.database)
+    assert sorted(query(settings.database, "select source, status from sync_runs")) == [
+        ("cozmox", "success"), ("invent", "success")]

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import signal
+import subprocess
+import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import httpx
 import orjson
@@ -465,3 +470,172 @@ def test_a_failing_hook_is_a_500_and_the_server_carries_on(
     assert sim.requests[-1].status == 500 and isinstance(sim.errors.pop(), RuntimeError)
     sim.clear_hooks()
     assert client.get("/cozmox/chat").status_code == 200
+
+
+# -- several orgs behind one server -----------------------------------------------------------
+
+OTHER_KEY = "other-key"
+
+
+@pytest.fixture(scope="module")
+def orgs_server() -> Iterator[tuple[tuple[Simulator, Simulator, Simulator], SimulatorServer]]:
+    """Orgs A and B behind the one key `sim-key`, and org C behind a key of its own."""
+    a = Simulator(seed=21, cozmox_chats=25, invent_chats=8, history_end=END)
+    b = Simulator(seed=22, cozmox_chats=15, invent_chats=6, history_end=END)
+    c = Simulator(seed=23, cozmox_chats=10, invent_chats=5, api_key=OTHER_KEY, history_end=END)
+    with SimulatorServer(a, b, c) as server:
+        yield (a, b, c), server
+
+
+@pytest.fixture
+def orgs(orgs_server: tuple[tuple[Simulator, Simulator, Simulator], SimulatorServer]
+         ) -> Iterator[tuple[Simulator, Simulator, Simulator, httpx.Client]]:
+    """The three orgs and a client with the key of A and B; each org's log starts empty."""
+    sims, server = orgs_server
+    for sim in sims:
+        sim.clear_faults(), sim.clear_hooks(), sim.reset_requests()
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=5) as client:
+        yield (*sims, client)
+    for sim in sims:
+        sim.clear_faults(), sim.clear_hooks()
+        assert not sim.errors
+
+
+def newest_first(chats: list[dict]) -> list[dict]:
+    return sorted(chats, key=lambda c: (c["updated_at"], c["id"]), reverse=True)
+
+
+def test_server_keeps_its_first_sim_and_refuses_orgs_it_cannot_tell_apart() -> None:
+    a = Simulator(seed=31, cozmox_chats=3, invent_chats=2, history_end=END)
+    b = Simulator(seed=32, cozmox_chats=3, invent_chats=2, history_end=END)
+    assert SimulatorServer(a).sims == (a,) and SimulatorServer(a).sim is a
+    both = SimulatorServer(a, b, port=0)
+    assert both.sim is a and both.sims == (a, b) and both.app.sims == (a, b)
+    assert len({a.invent_org_id, a.cozmox_org_id, b.invent_org_id, b.cozmox_org_id}) == 4
+    for source in ("cozmox", "invent"):
+        assert set(a.chat_ids(source)).isdisjoint(b.chat_ids(source))
+    with pytest.raises(ValueError, match="distinct seeds"):
+        SimulatorServer(a, a)
+    with pytest.raises(ValueError, match="distinct seeds"):
+        SimulatorServer(a, Simulator(seed=31, cozmox_chats=1, invent_chats=1))
+    SimulatorServer(a, Simulator(seed=31, cozmox_chats=1, invent_chats=1, api_key=OTHER_KEY))
+    with pytest.raises(TypeError):
+        SimulatorServer(a, "127.0.0.1")  # type: ignore[arg-type]
+
+
+def test_two_invent_orgs_behind_one_key(
+        orgs: tuple[Simulator, Simulator, Simulator, httpx.Client]) -> None:
+    a, b, _, client = orgs
+    assert invent_all(client, "/invent/orgs/c/chats", take=3) == newest_first(a.invent_chats())
+    assert client.get(f"/invent/orgs/{a.invent_org_id}/chats").json() == \
+        newest_first(a.invent_chats())
+    response = client.get(f"/invent/orgs/{b.invent_org_id}/chats", params={"take": 4})
+    assert response.json() == newest_first(b.invent_chats())[:4]
+    assert response.headers["pagination-count"] == str(len(b.invent_chats()))
+    unknown = client.get("/invent/orgs/someone-else/chats")
+    assert unknown.status_code == 404 and unknown.json()["message"] == "Organization not found"
+    for sim in (a, b):
+        chat = sim.chat_ids("invent")[0]
+        assert client.get(f"/invent/chats/{chat}/messages").json() == sim.invent_messages(chat)
+    missing = client.get("/invent/chats/nope/messages")
+    assert missing.status_code == 404 and missing.json()["message"] == "Chat not found"
+    # Each request is logged by the org that answered it; what no org holds falls to the first.
+    assert [r.path for r in b.requests] == [f"/invent/orgs/{b.invent_org_id}/chats",
+                                            f"/invent/chats/{b.chat_ids('invent')[0]}/messages"]
+    assert a.request_count() == 3 + 1 + 1 + 1 + 1 and a.request_count(path_contains="nope") == 1
+    assert all(r.status in (200, 404) for r in a.requests + b.requests)
+
+
+def test_a_fault_on_one_org_leaves_the_other_alone(
+        orgs: tuple[Simulator, Simulator, Simulator, httpx.Client]) -> None:
+    a, b, c, client = orgs
+    a_chat, b_chat = a.chat_ids("invent")[0], b.chat_ids("invent")[0]
+    a_paths = ["/invent/orgs/c/chats", f"/invent/orgs/{a.invent_org_id}/chats",
+               f"/invent/chats/{a_chat}/messages", "/cozmox/chat"]
+    b_paths = [f"/invent/orgs/{b.invent_org_id}/chats", f"/invent/chats/{b_chat}/messages"]
+    seen: list[str] = []
+    b.on_request(lambda info: seen.append(info.path))
+    for status in (503, 401):
+        b.clear_faults()
+        fault = b.add_fault(Fault("status", status=status, times=-1))
+        assert [client.get(p).status_code for p in a_paths] == [200] * len(a_paths)
+        assert [client.get(p).status_code for p in b_paths] == [status] * len(b_paths)
+        assert fault.applied == len(b_paths)
+    assert seen == b_paths * 2
+    assert not any(r.faults for r in a.requests) and not c.requests
+    b.clear_faults()
+    a.add_fault(Fault("drop", source="invent"))
+    assert client.get(b_paths[0]).status_code == 200
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.get(a_paths[0])
+
+
+def test_two_cozmox_keys_reach_their_own_org_only(
+        orgs: tuple[Simulator, Simulator, Simulator, httpx.Client]) -> None:
+    a, b, c, client = orgs
+    other = {"Authorization": f"Bearer {OTHER_KEY}"}
+    mine = cozmox_all(client, limit=7)
+    theirs = []
+    page = 1
+    while True:
+        body = client.get("/cozmox/chat", params={"limit": 4, "page": page},
+                          headers=other).json()
+        theirs += body["results"]
+        if page * 4 >= body["metadata"]["totalItems"]:
+            break
+        page += 1
+    assert {x["id"] for x in mine} == set(a.chat_ids("cozmox"))  # the first org with the key
+    assert {x["id"] for x in theirs} == set(c.chat_ids("cozmox"))
+    assert {x["orgId"] for x in mine} == {a.cozmox_org_id}
+    assert {x["orgId"] for x in theirs} == {c.cozmox_org_id}
+    assert client.get("/invent/orgs/c/chats", headers=other).json() == \
+        newest_first(c.invent_chats())
+    assert client.get(f"/invent/orgs/{a.invent_org_id}/chats",
+                      headers=other).status_code == 404
+    assert client.get(f"/invent/chats/{a.chat_ids('invent')[0]}/messages",
+                      headers=other).status_code == 404
+    assert client.get(f"/invent/orgs/{c.invent_org_id}/chats").status_code == 404
+    assert not b.requests and c.request_count() == page + 3
+
+
+def test_a_wrong_key_is_401_and_logged_on_the_first_org(
+        orgs: tuple[Simulator, Simulator, Simulator, httpx.Client]) -> None:
+    a, b, c, client = orgs
+    paths = ["/cozmox/chat", "/invent/orgs/c/chats", f"/invent/orgs/{b.invent_org_id}/chats",
+             f"/invent/chats/{b.chat_ids('invent')[0]}/messages",
+             f"/invent/chats/{c.chat_ids('invent')[0]}/messages"]
+    for headers in ({"Authorization": "Bearer nope"}, {"Authorization": ""}):
+        for path in paths:
+            response = client.get(path, headers=headers)
+            assert response.status_code == 401
+            assert response.content == b'{"message":"Invalid API key","statusCode":401}'
+    assert [r.status for r in a.requests] == [401] * 2 * len(paths)
+    assert not b.requests and not c.requests
+
+
+def test_main_serves_several_orgs_behind_one_key() -> None:
+    command = [sys.executable, "-m", "simulator", "--port", "0", "--orgs", "2", "--seed", "40",
+               "--cozmox-chats", "5", "--invent-chats", "3"]
+    proc = subprocess.Popen(command, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
+                            text=True)
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        lines = []
+        while not lines or not lines[-1].startswith("API key:"):
+            line = proc.stdout.readline()
+            assert line, f"python -m simulator ended early: {lines}"
+            lines.append(line)
+        settings = dict(x.strip().split("=", 1) for x in lines if x.startswith("INVENT_BASE_URL"))
+        orgs = [Simulator(seed=seed, cozmox_chats=0, invent_chats=0) for seed in (40, 41)]
+        for sim in orgs:
+            assert any(sim.invent_org_id in x and sim.cozmox_org_id in x for x in lines)
+        with httpx.Client(base_url=settings["INVENT_BASE_URL"], headers=AUTH,
+                          timeout=5) as client:
+            for sim in orgs:
+                chats = client.get(f"/orgs/{sim.invent_org_id}/chats").json()
+                assert len(chats) == 3 and {x["org_id"] for x in chats} == {sim.invent_org_id}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        watchdog.cancel()

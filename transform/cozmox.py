@@ -7,6 +7,7 @@ so a message is named by its chat, its list and its position (CONTRACT.md).
 from __future__ import annotations
 
 from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, StrictStr, field_validator
@@ -178,15 +179,19 @@ def chat_rows(chat: Chat, raw: dict, text: bytes, batch: Batch) -> None:
             )
 
 
-def flatten(records: list[Any], received_at: datetime) -> Batch:
+def flatten(records: list[Any], children: Mapping[str, list[Any]], received_at: datetime,
+            org_id: str | None = None) -> Batch:
     """One page of chats (as JSON texts, or decoded) into rows; a chat that cannot be read
-    becomes a rejected record."""
+    becomes a rejected record. A chat's messages come inside it, so `children` is unused; a
+    chat that names no org belongs to the account's."""
     chats, rejected = read_page(Chat, records, SOURCE, received_at)
     batch = Batch(rejected=rejected)
     for chat, raw, text, index in chats:
         rows = Batch()
         try:
             chat_rows(chat, raw, text, rows)
+            if rows.chats[0]["org_id"] is None:
+                rows.chats[0]["org_id"] = org_id
             rows.fingerprint_children()
         except Exception as exc:  # noqa: BLE001 - valid in shape, yet not storable
             whole = sent(text)[0]  # `raw` is the chat as held, without most of its assistant

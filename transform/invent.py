@@ -7,12 +7,13 @@ messages, each with its parts (text, and files such as audio) and its token usag
 from __future__ import annotations
 
 from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, StrictStr, field_validator
 
 from transform.batch import Batch
-from transform.common import Int64, Readable, Record, Timestamp, read_page, reason, rejected_row, unique_keys
+from transform.common import Int64, Record, Timestamp, read_page, reason, rejected_row, unique_keys
 
 SOURCE = "invent"
 
@@ -231,19 +232,18 @@ def _message_rows(chat_id: str, messages: list[Message], batch: Batch) -> None:
             )
 
 
-def read_chats(records: list[Any], received_at: datetime) -> tuple[list[Readable], list[dict]]:
-    """The readable chats of a list page (newest copy of each id) and the rejected rest."""
-    return read_page(Chat, records, SOURCE, received_at)
-
-
-def flatten(chats: list[Readable], messages: dict[str, list[Any]], received_at: datetime,
-            rejected: list[dict] | None = None) -> Batch:
-    """Chats with their messages into rows; an unreadable message is rejected, its chat loads."""
-    batch = Batch(rejected=list(rejected or []))
+def flatten(records: list[Any], messages: Mapping[str, list[Any]], received_at: datetime,
+            org_id: str | None = None) -> Batch:
+    """Chats with their messages into rows; an unreadable chat is rejected, and so is an
+    unreadable message, while its chat loads. A chat that names no org belongs to the account's."""
+    chats, rejected = read_page(Chat, records, SOURCE, received_at)
+    batch = Batch(rejected=rejected)
     for chat, raw, text, _ in chats:
         rows = Batch()
         try:
             rows.chats.append(_chat_row(chat, text))
+            if rows.chats[0]["org_id"] is None:
+                rows.chats[0]["org_id"] = org_id
             _member_rows(chat, rows)
             readable: dict[str, Message] = {}
             for index, raw_message in enumerate(messages.get(chat.id, [])):

@@ -1,0 +1,82 @@
+"""What the pipeline asks of every API: one small class per source behind this protocol.
+
+The pipeline never asks which API it holds. A source knows its own names and defaults, how to
+find out which organisation a key reaches, how to read what changed in an updated-at range,
+how a backfill splits into walks, and how to list every id it still has (for reconcile). Rows
+are made by the flatten function that transform/ has for the same source.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from extract.http import ApiClient
+
+Window = tuple[datetime, datetime]
+HeldVersions = Callable[[list[str]], dict[str, datetime]]
+"""The updated-at the warehouse holds for each of these chat ids (absent: not held)."""
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    page_size: int = 100
+    concurrency: int = 8
+    safety_margin_seconds: float = 60
+
+
+@dataclass
+class Fetched:
+    """Chats read from the API, as sent, and what they complete."""
+
+    records: list[Any]  # chats to load (JSON texts or decoded)
+    listed: int  # chats the API listed, changed or not (for progress and run counts)
+    children: dict[str, list[Any]] = field(default_factory=dict)  # chat id -> its messages, where listed apart
+    watermark: datetime | None = None  # every change before it has now been read
+    deferred: dict[str, str] = field(default_factory=dict)  # chat id -> why it waits for the next run
+
+
+@dataclass
+class BackfillWalk:
+    """One read covering some backfill windows; they count as finished when it is."""
+
+    name: str
+    windows: list[Window]
+    read: Callable[[], Iterator[Fetched]]
+
+
+class Source(ABC):
+    """One API, read on behalf of one account."""
+
+    name: ClassVar[str]
+    default_base_url: ClassVar[str]
+    # Whether an account names an organisation (a key reaches several), and its default.
+    default_org: ClassVar[str | None] = None
+    # Whether requests go under the per-key request ceiling (CHATSYNC_INVENT_REQUESTS_PER_MINUTE).
+    rate_limited: ClassVar[bool] = False
+
+    def __init__(self, client: ApiClient, org: str | None, options: ReadOptions) -> None:
+        self.client = client
+        self.org = org or self.default_org
+        self.options = options
+
+    @abstractmethod
+    def org_id(self) -> str | None:
+        """The organisation the API reports for this account; None while it lists nothing."""
+
+    @abstractmethod
+    def changes(self, start: datetime | None, end: datetime, force: bool,
+                held: HeldVersions) -> Iterator[Fetched]:
+        """Everything updated from `start` (None: the beginning) until `end`, in steps whose
+        watermarks only ever cover what was read."""
+
+    @abstractmethod
+    def backfill(self, windows: list[Window], held: HeldVersions) -> list[BackfillWalk]:
+        """The reads that cover these windows, oldest first."""
+
+    @abstractmethod
+    def listed_ids(self, started: datetime) -> set[str]:
+        """Every chat id the API has now: ids only."""

@@ -1,0 +1,1 @@
+"""The analytics views, one file each (see load/views.py)."""
