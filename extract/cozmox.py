@@ -124,9 +124,11 @@ def _all_outside(records: list[bytes], start: datetime | None, end: datetime) ->
 
 
 class CozmoxChats:
-    def __init__(self, client: ApiClient, page_size: int) -> None:
+    def __init__(self, client: ApiClient, page_size: int, source: Source | None = None) -> None:
         self.client = client
         self.page_size = page_size
+        self.source = source  # told of totals and surprises
+        self.shrunk = False
 
     def _request(self, start: datetime | None, end: datetime, *, limit: int, page: int = 1,
                  order: str = "ASC", before: datetime | None = None) -> tuple[list[bytes], int]:
@@ -146,7 +148,8 @@ class CozmoxChats:
         per_page, total = metadata.get("itemsPerPage"), metadata.get("totalItems")
         if limit == self.page_size and isinstance(per_page, int) and 0 < per_page < limit:
             # The API pages smaller than asked: a page of `per_page` is a full one.
-            log.warning("%s: the API returns at most %d chats a page; using that", self.client.source, per_page)
+            self._warn(f"the API answered pages of {per_page} to a request for {limit}; reading on with pages "
+                       f"of {per_page}")
             self.page_size = per_page
         results = body["results"]
         return results, total if isinstance(total, int) and total >= 0 else len(results)
@@ -176,10 +179,16 @@ class CozmoxChats:
               stack: list[tuple[datetime | None, datetime]]) -> Iterator[Page]:
         """One window's answer: its page when whole, else its slices pushed onto `stack`."""
         lo, hi = window
+        if len(results) < self.page_size and results and total > len(results) and not self.shrunk:
+            # Fewer than asked while the API's total says more: it pages smaller than asked,
+            # and a page of that size is a full one (the window is split, not ended).
+            self._warn(f"a window answered {len(results)} chats of the {total} it holds to a request for "
+                       f"{self.page_size}; reading on with pages of {len(results)}")
+            self.shrunk, self.page_size = True, len(results)
         if len(results) < self.page_size:
-            if total > len(results):
-                log.warning("%s: totalItems says %d but the window returned %d; trusting the page", self.client.source,
-                            total, len(results))
+            if self.source is not None:
+                self.source.api_total = (self.source.api_total or 0) + total
+                self.source.api_seen += len(results)
             yield Page(results, hi, True)
             return
         if lo is None:
@@ -188,6 +197,12 @@ class CozmoxChats:
             yield from self._page_through(lo, hi)
             return
         stack.extend(reversed(self._split(lo, hi, total)))
+
+    def _warn(self, text: str) -> None:
+        if self.source is not None:
+            self.source.warn(text)
+        else:
+            log.warning("%s: %s", self.client.source, text)
 
     def _split(self, lo: datetime, hi: datetime, total: int) -> list[tuple[datetime, datetime]]:
         span_ms = (hi - lo) // MS
@@ -253,7 +268,7 @@ class Cozmox(Source):
     def changes(self, start: datetime | None, end: datetime, force: bool,
                 held: HeldVersions) -> Iterator[Fetched]:
         # Every chat read is passed on: the load compares versions in the warehouse itself.
-        for page in CozmoxChats(self.client, self.options.page_size).pages(start, end):
+        for page in CozmoxChats(self.client, self.options.page_size, self).pages(start, end):
             yield Fetched(page.records, len(page.records), watermark=page.window_end if page.done else None)
 
     def backfill(self, windows: list[Window], held: HeldVersions) -> list[BackfillWalk]:
@@ -265,6 +280,6 @@ class Cozmox(Source):
         """Windows run oldest first up to a day ahead, so a chat updated during the walk is
         seen at its old place or its new one."""
         ids: set[str] = set()
-        for page in CozmoxChats(self.client, self.options.page_size).pages(None, started + timedelta(days=1)):
+        for page in CozmoxChats(self.client, self.options.page_size, self).pages(None, started + timedelta(days=1)):
             ids.update(key for key in (chat_key(text).id for text in page.records) if isinstance(key, str))
         return ids

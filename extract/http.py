@@ -31,10 +31,11 @@ log = logging.getLogger("chatsync.extract")
 
 
 class SourceError(Exception):
-    def __init__(self, source: str, cause: str) -> None:
+    def __init__(self, source: str, cause: str, status: int | None = None) -> None:
         super().__init__(f"{source}: {cause}")
         self.source = source
         self.cause = cause
+        self.status = status
 
 
 class SourceAuthError(SourceError):
@@ -42,9 +43,7 @@ class SourceAuthError(SourceError):
 
 
 class SourceRequestError(SourceError):
-    def __init__(self, source: str, cause: str, status: int | None = None) -> None:
-        super().__init__(source, cause)
-        self.status = status
+    pass
 
 
 class SourceUnavailable(SourceError):
@@ -107,7 +106,7 @@ def _classify(source: str, path: str, response: httpx.Response, decode_body: Dec
     """The decoded body of a good response; raises the error class the response deserves."""
     status = response.status_code
     if status in (401, 403):
-        raise SourceAuthError(source, f"the API key was rejected (HTTP {status} from {path})")
+        raise SourceAuthError(source, f"the API key was rejected (HTTP {status} from {path})", status)
     if status == 429 or status >= 500:
         raise _Retryable(f"HTTP {status} from {path}", _retry_after(response.headers.get("retry-after")))
     if status >= 400:

@@ -9,15 +9,16 @@ and shows when chats vanished while the walk went on (then the walk steps back a
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from extract.cozmox import parse_time
-from extract.http import ApiClient, SourceAuthError, SourceError, SourceRequestError, SourceUnavailable
+from extract.http import ApiClient, dumps, SourceAuthError, SourceError, SourceRequestError, SourceUnavailable
 from extract.settings import (
     INVENT_CHATS_PATH,
     INVENT_COUNT_HEADER,
@@ -32,6 +33,8 @@ log = logging.getLogger("chatsync.extract")
 
 # A walk steps back this many times at most when chats vanish under it.
 _MAX_STEP_BACKS = 20
+# Message requests asked before "most of them failed" means the endpoint, not a few chats.
+_MOST_OF = 10
 
 
 @dataclass(frozen=True)
@@ -75,17 +78,25 @@ def _count(headers: Any) -> int | None:
     return value if value >= 0 else None
 
 
+def _day(ts: datetime) -> datetime:
+    return ts.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def _ids(records: list[Any]) -> list[Any]:
     return [r.get("id") if isinstance(r, dict) else None for r in records]
 
 
 class InventChats:
-    def __init__(self, client: ApiClient, org_id: str, take: int = INVENT_MAX_TAKE, concurrency: int = 8) -> None:
+    def __init__(self, client: ApiClient, org_id: str, take: int = INVENT_MAX_TAKE, concurrency: int = 8,
+                 source: Source | None = None) -> None:
+        self.source = source  # told of totals and surprises
         self.client = client
         self.path = INVENT_CHATS_PATH.format(org_id=org_id)
         self.take = min(take, INVENT_MAX_TAKE)
         self.concurrency = concurrency
         self.out_of_order = False
+        self.shrunk = False
+        self.coarse = False  # updated_at always midnight: a day is all it says
         self.first_page: tuple[list[Any], int | None] | None = None  # read ahead, for the first walk
 
     def page(self, number: int, previous: list[Any] | None) -> tuple[list[Any], int | None]:
@@ -105,6 +116,7 @@ class InventChats:
     def walk(self, since: datetime | None) -> Iterator[ListPage]:
         """Pages of chats, newest first, until a whole page lies before `since` (or the end)."""
         number, previous, oldest_so_far, last_count, step_backs = 1, None, None, None, 0
+        seen: set[str] = set()
         while True:
             records, count = self.page(number, previous)
             times = [t for t in (parse_time(r.get("updated_at")) if isinstance(r, dict) else None for r in records) if t]
@@ -116,10 +128,25 @@ class InventChats:
                 log.warning("%s: page %d of the chat list is out of updated_at order; "
                             "reading the whole list instead of stopping early", self.client.source, number)
             yield ListPage(records, number, count)
-            if len(records) < self.take:
+            seen.update(i for i in _ids(records) if isinstance(i, str))
+            short = len(records) < self.take
+            if short and not (records and count is not None and count > len(seen)):
+                if since is None and count is not None and self.source is not None:
+                    self.source.api_total = (self.source.api_total or 0) + count
+                    self.source.api_seen += len(seen)
                 return
-            if (since is not None and not self.out_of_order and times and len(times) == len(records)
-                    and max(times) < since):
+            if short:
+                # A short page while the API's own count says more: it pages smaller than asked,
+                # and page numbers follow its size, so read on, to an empty page.
+                self._short_page(len(records), count)
+            if times and not self.coarse and all(t == _day(t) for t in times):
+                self.coarse = True
+                if self.source is not None:
+                    self.source.warn("updated_at carries no time of day: the walk reads whole days, and a chat "
+                                     "is taken as changed when its listing is")
+            stop_before = _day(since) if since is not None and self.coarse else since
+            if (stop_before is not None and not self.out_of_order and times and len(times) == len(records)
+                    and max(times) < stop_before):
                 return
             if count is not None and last_count is not None and count < last_count and step_backs < _MAX_STEP_BACKS:
                 # Chats vanished above us and the rest moved up: read the boundary again.
@@ -139,15 +166,24 @@ class InventChats:
         neither it nor anything as recent comes from a stale cache or replica, and is asked again.
         """
         for attempt in range(self.client.retry.attempts):
-            messages = self._message_pages(chat_id)
-            if last is None or last.found_in(messages):
+            messages, count = self._message_pages(chat_id)
+            complete = count is None or len({m.get("id") if isinstance(m, dict) else None for m in messages}) >= count
+            if last is not None and not last.found_in(messages):
+                problem = "end before its last message"
+            elif not complete and attempt + 1 < self.client.retry.attempts:
+                problem = f"number {len(messages)} where the API counts {count}"
+            else:
+                if not complete and self.source is not None:
+                    self.source.warn(f"the messages of chat {chat_id} number {len(messages)} where the API counts "
+                                     f"{count}, after {attempt + 1} readings; loading what was read")
                 return messages
             if attempt + 1 < self.client.retry.attempts:
                 self.client.count_retry()
-                log.warning("%s: the messages of chat %s end before its last message; asking again", self.client.source, chat_id)
+                log.warning("%s: the messages of chat %s %s; asking again", self.client.source, chat_id, problem)
         raise SourceUnavailable(self.client.source, f"the messages of chat {chat_id} end before its last message")
 
-    def _message_pages(self, chat_id: str) -> list[Any]:
+    def _message_pages(self, chat_id: str) -> tuple[list[Any], int | None]:
+        """The pages of one chat's messages, and the API's count of them as its last page said."""
         path = INVENT_MESSAGES_PATH.format(chat_id=chat_id)
         out: list[Any] = []
         number, previous = 1, None
@@ -159,44 +195,61 @@ class InventChats:
                     return "a repeat of the previous page"
                 return None
 
-            body, _ = self.client.get(path, {"page": number, "take": self.take}, check)
+            body, headers = self.client.get(path, {"page": number, "take": self.take}, check)
             out.extend(body)
+            count = _count(headers)
             if len(body) < self.take:
-                return out
+                if body and count is not None and count > len(out):
+                    self._short_page(len(body), count)  # read on, as for the chat list
+                    previous, number = body, number + 1
+                    continue
+                return out, count
             previous, number = body, number + 1
 
-    def messages_of(self, chat_ids: dict[str, "LastMessage | None"]) -> tuple[dict[str, list[Any]], dict[str, SourceError]]:
+    def _short_page(self, served: int, count: int) -> None:
+        if self.source is not None and not self.shrunk:
+            self.shrunk = True
+            self.source.warn(f"a page answered {served} of {count} records to a request for {self.take}; "
+                             f"reading on with pages of {served}")
+
+    def messages_of(self, chat_ids: dict[str, "LastMessage | None"]) -> "Messages":
         """Messages of many chats at once; a chat whose messages fail is reported, not fatal.
 
-        A chat deleted since the list was read (404) is skipped: reconcile marks it. A rejected
-        key is the same for every chat, so it stops the run instead.
+        A 404 for a chat the list has just shown is not taken as a deletion: the chat waits for
+        the next run, which skips it if the list no longer shows it (reconcile marks it). A 403
+        on one chat is that chat's, and it waits too. A 401 is the same for every chat, so it
+        stops the run instead.
         """
-        found: dict[str, list[Any]] = {}
-        failed: dict[str, SourceError] = {}
+        result = Messages()
 
-        def one(chat_id: str) -> tuple[str, list[Any] | SourceError | None]:
+        def one(chat_id: str) -> tuple[str, list[Any] | SourceError]:
             try:
                 return chat_id, self.messages(chat_id, chat_ids[chat_id])
-            except SourceAuthError:
+            except SourceAuthError as exc:
+                if exc.status == 403:
+                    return chat_id, exc
                 raise
-            except SourceRequestError as exc:
-                if exc.status == 404:
-                    # Deleted between the list and now: nothing to load, nothing to wait for.
-                    log.info("%s: chat %s is gone (404 on its messages)", self.client.source, chat_id)
-                    return chat_id, None
-                return chat_id, exc
             except SourceError as exc:
                 return chat_id, exc
 
         if not chat_ids:
-            return found, failed
+            return result
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(chat_ids))) as pool:
-            for chat_id, result in pool.map(one, list(chat_ids)):
-                if isinstance(result, SourceError):
-                    failed[chat_id] = result
-                elif result is not None:
-                    found[chat_id] = result
-        return found, failed
+            for chat_id, answer in pool.map(one, list(chat_ids)):
+                if isinstance(answer, SourceRequestError) and answer.status == 404:
+                    result.gone.add(chat_id)
+                elif isinstance(answer, SourceError):
+                    result.failed[chat_id] = answer
+                else:
+                    result.found[chat_id] = answer
+        return result
+
+
+@dataclass
+class Messages:
+    found: dict[str, list[Any]] = field(default_factory=dict)
+    failed: dict[str, SourceError] = field(default_factory=dict)  # to read again next run
+    gone: set[str] = field(default_factory=set)  # 404 while the list still showed them
 
 
 class Invent(Source):
@@ -213,7 +266,7 @@ class Invent(Source):
 
     def _chats(self) -> InventChats:
         reader = InventChats(self.client, self.org or INVENT_DEFAULT_ORG, take=self.options.page_size,
-                             concurrency=self.options.concurrency)
+                             concurrency=self.options.concurrency, source=self)
         reader.first_page, self._first_page = self._first_page, None
         return reader
 
@@ -254,6 +307,24 @@ class Invent(Source):
                 ids.update(r["id"] for r in page.records if isinstance(r, dict) and isinstance(r.get("id"), str))
         return ids
 
+    _asked = 0
+    _failed = 0
+    _gone = 0
+
+    def _tally_message_failures(self, asked: int, messages: Messages) -> None:
+        """Most message requests failing is the endpoint failing, not a few chats: the run stops
+        and names it. A 404 for a listed chat is said once a run, with how many so far."""
+        self._asked += asked
+        self._failed += len(messages.failed)
+        self._gone += len(messages.gone)
+        if self._asked >= _MOST_OF and self._failed * 2 > self._asked:
+            first = next(iter(messages.failed.values()), None)
+            raise SourceUnavailable(self.client.source, f"{self._failed} of {self._asked} requests to "
+                                    f"{INVENT_MESSAGES_PATH} failed" + (f" (last: {first.cause})" if first else ""))
+        if messages.gone:
+            self.warn("the messages of chats the list shows answered 404; they wait for the next run, "
+                      "which skips any the list no longer shows")
+
     def _walk(self, start: datetime | None, until: datetime | None, force: bool, watermark: datetime,
               held: HeldVersions) -> Iterator[Fetched]:
         """Messages are fetched only for chats whose updated_at moved. A chat that cannot be
@@ -266,20 +337,27 @@ class Invent(Source):
             if until is not None:
                 keyed = [k for k in keyed if k[2] is None or start is None or start <= k[2] < until]
             versions = held([chat_id for _, chat_id, _ in keyed if chat_id is not None])
-            changed = [k for k in keyed if force or k[1] is None or k[2] is None
-                       or k[1] not in versions or k[2] > versions[k[1]]]
-            messages, failed = reader.messages_of(
-                {chat_id: LastMessage.of(record) for record, chat_id, _ in changed if chat_id is not None})
-            held_back += [updated for _, chat_id, updated in changed if chat_id in failed and updated]
-            # A chat gone since the list was read (404 on its messages) is left out: reconcile marks it.
-            ready = [record for record, chat_id, _ in changed if chat_id is None or chat_id in messages]
+            changed = [k for k in keyed if force or k[1] is None or k[2] is None or k[1] not in versions
+                       or k[2] > versions[k[1]][0] or (k[2] == versions[k[1]][0] and _digest(k[0]) != versions[k[1]][1])]
+            asked = {chat_id: LastMessage.of(record) for record, chat_id, _ in changed if chat_id is not None}
+            messages = reader.messages_of(asked)
+            self._tally_message_failures(len(asked), messages)
+            waiting = messages.failed.keys() | messages.gone
+            held_back += [updated for _, chat_id, updated in changed if chat_id in waiting and updated]
+            ready = [record for record, chat_id, _ in changed if chat_id is None or chat_id in messages.found]
             if page.count is not None:
                 log.info("%s: chat list page %d of %d, %d chats changed", self.client.source, page.number,
                          max(1, -(-page.count // reader.take)), len(changed))
-            yield Fetched(ready, len(page.records), children=messages,
-                          deferred={chat_id: exc.cause for chat_id, exc in failed.items()})
+            yield Fetched(ready, len(page.records), children=messages.found,
+                          deferred={chat_id: exc.cause for chat_id, exc in messages.failed.items()})
         # A chat left behind must come inside the next run's range again.
         yield Fetched([], 0, watermark=min([watermark, *held_back]))
+
+
+def _digest(record: Any) -> str:
+    """The MD5 of a listed chat's JSON as the warehouse stores it: a chat whose listing changed
+    (its last message, its inbox state) changed, whatever its updated_at says."""
+    return hashlib.md5(dumps(record)).hexdigest()
 
 
 def _id(record: Any) -> str | None:

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
 from extract.http import ApiClient
 
+log = logging.getLogger("chatsync.extract")
+
 Window = tuple[datetime, datetime]
-HeldVersions = Callable[[list[str]], dict[str, datetime]]
-"""The updated-at the warehouse holds for each of these chat ids (absent: not held)."""
+HeldVersions = Callable[[list[str]], dict[str, tuple[datetime, str]]]
+"""The updated-at the warehouse holds for each of these chat ids, and the MD5 of the record's
+JSON as stored (absent: not held)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,25 @@ class Source(ABC):
         self.client = client
         self.org = org or self.default_org
         self.options = options
+        # What the API did that chatsync does not expect, each said once: the run's summary
+        # and its `sync_runs` row carry them.
+        self.warnings: list[str] = []
+        self.api_total: int | None = None
+        self.api_seen = 0
+
+    def completeness(self) -> tuple[int | None, int | None]:
+        """Chats the API said it had in what was read, and chats read against that; (None,
+        None) where it said nothing."""
+        if self.api_total is None:
+            return None, None
+        if self.api_seen != self.api_total:
+            self.warn(f"the API reported {self.api_total} chats in what was read but listed {self.api_seen}")
+        return self.api_total, self.api_seen
+
+    def warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
+            log.warning("%s: %s", self.client.source, text)
 
     @abstractmethod
     def org_id(self) -> str | None:

@@ -87,23 +87,27 @@ def connection(options: dict[str, object]) -> dict[str, Optional[str]]:
 
 
 def _summary(summaries: list) -> None:
-    """A row per account; the errors, which are long, under the table."""
+    """A row per account; the errors and warnings, which are long, under the table."""
     from flows.sync_flow import summary_table
 
     rows = summary_table(summaries)
     if not rows:
         return
     table = Table(title="chatsync summary")
-    columns = [c for c in rows[0] if c != "error"]
+    # The org is in the account's name already; the account's name is never cut short.
+    columns = [c for c in rows[0] if c not in ("org", "error", "warnings")]
     for column in columns:
         table.add_column(column, no_wrap=True,
-                         justify="left" if column in ("account", "org", "mode", "status") else "right")
+                         min_width=max(len(str(row[column])) for row in rows) if column == "account" else None,
+                         justify="left" if column in ("account", "mode", "status") else "right")
     for row in rows:
         table.add_row(*(str(row[c]) for c in columns))
     out.print(table)
     for row in rows:
         if row["error"]:
-            out.print(f"  {row['error']}", soft_wrap=True)
+            out.print(f"  {row['error']}", soft_wrap=True, markup=False)
+        for warning in filter(None, row["warnings"].split(" | ")):
+            out.print(f"  {row['account']}: warning: {warning}", soft_wrap=True, markup=False)
 
 
 def run_sync_flow(source: Optional[str], full_refresh: bool, settings: Settings, account: Optional[str] = None) -> list:
@@ -265,6 +269,8 @@ def reconcile(
     invent_api_key: InventKey = None,
     invent_org_id: InventOrg = None,
     wait: Wait = None,
+    force: Annotated[bool, typer.Option("--force", help="Mark even more than a tenth of an account's chats, or "
+                                        "when the listing falls short of the API's count.")] = False,
 ) -> None:
     """Marks chats deleted upstream with deleted_at (rows are never deleted)."""
     from flows.sync_flow import reconcile_flow
@@ -273,7 +279,8 @@ def reconcile(
     _check_accounts(settings, source, account)
     _server_ready()
     with live(out):
-        state = reconcile_flow(source=source, database=settings.database, account=account, return_state=True)
+        state = reconcile_flow(source=source, database=settings.database, account=account, force=force,
+                               return_state=True)
     _outcome(state)
 
 

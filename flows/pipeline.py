@@ -25,8 +25,8 @@ from flows.accounts import Account, ConfigError, selected_accounts
 from flows.progress import reporter
 from flows.settings import Settings
 from flows.sources import SOURCES
-from load.warehouse import AccountKey, Warehouse, now_utc
-from transform.batch import Batch
+from load.warehouse import AccountKey, TooManyDeletions, Warehouse, now_utc
+from transform.batch import Batch, odd_message_times
 
 log = logging.getLogger("chatsync")
 
@@ -50,12 +50,16 @@ class RunSummary:
     window_start: datetime | None = None
     window_end: datetime | None = None
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    api_total: int | None = None
+    api_seen: int | None = None
+    odd_message_times: int = 0
     run_id: str = field(default="", repr=False)
 
     def counts(self) -> dict[str, Any]:
         keys = ("org_id", "chats_fetched", "chats_upserted", "messages_upserted", "rejected", "requests",
-                "retries", "window_start", "window_end")
-        return {k: getattr(self, k) for k in keys}
+                "retries", "window_start", "window_end", "api_total", "api_seen")
+        return {**{k: getattr(self, k) for k in keys}, "warnings": " | ".join(self.warnings) or None}
 
     @property
     def key(self) -> AccountKey:
@@ -143,6 +147,12 @@ def run_account(settings: Settings, warehouse: Warehouse, account: Account, mode
         if source is not None:
             source.client.close()
             summary.requests, summary.retries = source.client.stats.requests, source.client.stats.retries
+            summary.api_total, summary.api_seen = source.completeness()
+            summary.warnings += source.warnings
+        if summary.odd_message_times:
+            summary.warnings.append(f"{summary.odd_message_times} message(s) are dated more than a day outside "
+                                    "their chat's life (seconds sent as milliseconds?); loaded as sent")
+            log.warning("%s: %s", account.name, summary.warnings[-1])
         summary.seconds = round(time.monotonic() - began, 3)
         warehouse.finish_run(summary.run_id, summary.status, summary.counts(), summary.error)
         log.info("%s: %s %s: fetched %d chats, upserted %d chats and %d messages, rejected %d, "
@@ -220,6 +230,7 @@ def _load_steps(warehouse: Warehouse, summary: RunSummary, steps: Iterator[Step]
         summary.chats_upserted += result.chats_upserted
         summary.messages_upserted += result.messages_upserted
         summary.rejected += result.rejected
+        summary.odd_message_times += odd_message_times(step.batch)
         deferred.update(step.deferred)
         if result.rejected:
             log.warning("%s: %d record(s) could not be read and went to rejected_records",
@@ -340,10 +351,21 @@ def run_backfill(settings: Settings, since: datetime, until: datetime | None = N
         return [backfill_account(settings, warehouse, a, since, until, window, done=done) for a in accounts]
 
 
+RECONCILE_MAX_SHARE = 0.10  # of an account's chats, marked deleted in one run without --force
+
+
 def reconcile_account(settings: Settings, warehouse: Warehouse, account: Account,
-                      done: set[tuple[str, str]] | None = None) -> RunSummary:
+                      done: set[tuple[str, str]] | None = None, force: bool = False) -> RunSummary:
     """Marks the account's chats the API no longer lists with deleted_at, and clears it for
-    chats back again; other accounts' chats are out of its reach."""
+    chats back again; other accounts' chats are out of its reach.
+
+    A listing that falls short of the API's own count, or that would mark more than a tenth of
+    the account's chats at once, is far more often a broken or partial API than a purge: it
+    marks nothing unless forced.
+    """
+
+    def refuse(why: str) -> SourceError:
+        return SourceError(account.name, f"{why}; nothing marked deleted (reconcile --force marks them)")
 
     def work(summary: RunSummary, source: Source) -> None:
         if summary.org_id is None:
@@ -359,7 +381,14 @@ def reconcile_account(settings: Settings, warehouse: Warehouse, account: Account
         if not ids and held:
             # A wrong org or a broken API far more often than every chat deleted at once.
             raise SourceError(account.name, f"the API listed no chats at all; refusing to mark {held} deleted")
-        deleted, restored = warehouse.mark_deleted(summary.key, ids)
+        if not force and source.api_total is not None and source.api_seen < source.api_total:
+            raise refuse(f"the listing returned {source.api_seen} chats where the API counts {source.api_total}")
+        at_most = None if force else int(held * RECONCILE_MAX_SHARE)
+        try:
+            deleted, restored = warehouse.mark_deleted(summary.key, ids, at_most)
+        except TooManyDeletions as exc:
+            raise refuse(f"{exc.count} of {held} chats are no longer listed, more than the "
+                         f"{RECONCILE_MAX_SHARE:.0%} one run marks") from None
         summary.chats_upserted = deleted + restored
         log.info("%s: the API lists %d chats of org %s; %d newly marked deleted, %d back again",
                  account.name, len(ids), summary.org_id, deleted, restored)
@@ -367,8 +396,9 @@ def reconcile_account(settings: Settings, warehouse: Warehouse, account: Account
     return run_account(settings, warehouse, account, "reconcile", work, done)
 
 
-def run_reconcile(settings: Settings, source: str | None = None, account: str | None = None) -> list[RunSummary]:
+def run_reconcile(settings: Settings, source: str | None = None, account: str | None = None,
+                  force: bool = False) -> list[RunSummary]:
     accounts = selected_accounts(settings, source, account)
     done: set[tuple[str, str]] = set()
     with Warehouse(settings.database, settings.wait.total_seconds()) as warehouse:
-        return [reconcile_account(settings, warehouse, a, done) for a in accounts]
+        return [reconcile_account(settings, warehouse, a, done, force) for a in accounts]

@@ -76,14 +76,15 @@ def print_status(settings: Settings, out: Console, account: str | None = None) -
         ))
         runs = con.execute(
             """select coalesce(account, source), mode, status, started_at, round(epoch(finished_at - started_at), 1),
-                      chats_fetched, chats_upserted, messages_upserted, rejected, requests, retries, error
+                      chats_fetched, chats_upserted, messages_upserted, rejected, requests, retries,
+                      api_seen || '/' || api_total, concat_ws(' | ', error, warnings)
                from sync_runs where ? is null or coalesce(account, source) = ?
                order by started_at desc limit 10""", [account, account]
         ).fetchall()
         out.print(_table(
             "last runs",
             ["account", "mode", "status", "started", "seconds", "fetched", "chats", "messages",
-             "rejected", "requests", "retries", "error"],
+             "rejected", "requests", "retries", "listed/API", "error or warnings"],
             [(r[0], r[1], r[2], r[3].strftime("%Y-%m-%d %H:%M:%S"), *r[4:]) for r in runs],
         ))
         sizes = [(t, con.execute(f"select count(*) from {t}").fetchone()[0]) for t in TABLES]

@@ -34,8 +34,9 @@ def sync_account_task(settings: Settings, warehouse: Warehouse, account: Account
 
 
 @task(name="reconcile-account", cache_policy=NO_CACHE)
-def reconcile_account_task(settings: Settings, warehouse: Warehouse, account: Account, done: Done) -> RunSummary:
-    return reconcile_account(settings, warehouse, account, done)
+def reconcile_account_task(settings: Settings, warehouse: Warehouse, account: Account, done: Done,
+                           force: bool) -> RunSummary:
+    return reconcile_account(settings, warehouse, account, done, force)
 
 
 @task(name="backfill-window", cache_policy=NO_CACHE)
@@ -57,7 +58,9 @@ def summary_table(summaries: list[RunSummary]) -> list[dict[str, Any]]:
             "requests": s.requests,
             "retries": s.retries,
             "seconds": s.seconds,
+            "listed/API": "" if s.api_total is None else f"{s.api_seen}/{s.api_total}",
             "error": s.error or "",
+            "warnings": " | ".join(s.warnings),
         }
         for s in summaries
     ]
@@ -135,8 +138,9 @@ def backfill_flow(since: datetime, until: datetime | None = None, source: str | 
 
 @flow(name="chatsync-reconcile", flow_run_name=_run_name("reconcile"))
 def reconcile_flow(source: str | None = None, database: str | None = None, invent_org_id: str | None = None,
-                   account: str | None = None) -> State:
-    """Marks chats deleted upstream with deleted_at, account by account; rows are never deleted."""
+                   account: str | None = None, force: bool = False) -> State:
+    """Marks chats deleted upstream with deleted_at, account by account; rows are never deleted.
+    `force` marks even where the listing looks partial or would mark more than a tenth."""
     settings = flow_settings(database, invent_org_id)
     done: Done = set()
     try:
@@ -144,7 +148,7 @@ def reconcile_flow(source: str | None = None, database: str | None = None, inven
         with Warehouse(settings.database, settings.wait.total_seconds()) as warehouse:
             summaries = [
                 reconcile_account_task.with_options(task_run_name=f"reconcile-{a.name}", tags=_tags(a))(
-                    settings, warehouse, a, done)
+                    settings, warehouse, a, done, force)
                 for a in accounts
             ]
     except (DatabaseError, ValueError) as exc:

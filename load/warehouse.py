@@ -61,6 +61,12 @@ class DatabaseError(Exception):
     """The warehouse could not be opened or written."""
 
 
+class TooManyDeletions(Exception):
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} chats to mark deleted")
+        self.count = count
+
+
 class DatabaseBusy(DatabaseError):
     """Another process holds the DuckDB file."""
 
@@ -226,8 +232,10 @@ class Warehouse:
             [account.source, account.org_id, stream, watermark, now_utc(), account.name],
         )
 
-    def versions(self, source: str, chat_ids: list[str]) -> dict[str, datetime]:
-        """The updated-at held for each of these chats, to skip what has not moved."""
+    def versions(self, source: str, chat_ids: list[str]) -> dict[str, tuple[datetime, str]]:
+        """The updated-at held for each of these chats and the MD5 of the record as it was
+        received, to skip what has not moved (an API whose times are coarse moves only the
+        record)."""
         if not chat_ids:
             return {}
         # A connection of its own: a load may be running on the main one, in another thread.
@@ -235,10 +243,10 @@ class Warehouse:
             self._reader = self.con.cursor()
             self._reader.execute("set TimeZone = 'UTC'")
         rows = self._reader.execute(
-            "select chat_id, updated_at from chats where source = ? and chat_id in (select unnest(?))",
+            "select chat_id, updated_at, md5(raw::varchar) from chats where source = ? and chat_id in (select unnest(?))",
             [source, chat_ids],
         ).fetchall()
-        return dict(rows)
+        return {chat_id: (updated_at, digest) for chat_id, updated_at, digest in rows}
 
     def window_finished(self, account: AccountKey, start: datetime, end: datetime) -> bool:
         """Whether one finished backfill window covers this one (window sizes may differ)."""
@@ -259,9 +267,10 @@ class Warehouse:
         return int(self.scalar("select count(*) from chats where source = ? and org_id = ? and deleted_at is null",
                                [account.source, account.org_id]))
 
-    def mark_deleted(self, account: AccountKey, listed: set[str]) -> tuple[int, int]:
+    def mark_deleted(self, account: AccountKey, listed: set[str], at_most: int | None = None) -> tuple[int, int]:
         """Sets deleted_at on the account's chats not in `listed`, clears it on those back in it;
-        one transaction. Other organisations' chats are never touched."""
+        one transaction. Other organisations' chats are never touched. More than `at_most` to
+        mark changes nothing and raises TooManyDeletions."""
         con = self.con
         scope = [account.source, account.org_id]
         con.register("listed_ids", pa.table({"chat_id": pa.array(sorted(listed), pa.string())}))
@@ -271,6 +280,8 @@ class Warehouse:
                 "update chats set deleted_at = ? where source = ? and org_id = ? and deleted_at is null"
                 " and chat_id not in (select chat_id from listed_ids)", [now_utc(), *scope]
             ).fetchone()[0]
+            if at_most is not None and deleted > at_most:
+                raise TooManyDeletions(deleted)
             restored = con.execute(
                 "update chats set deleted_at = null where source = ? and org_id = ? and deleted_at is not null"
                 " and chat_id in (select chat_id from listed_ids)", scope
@@ -361,6 +372,8 @@ class Warehouse:
                     from batch_chats b
                     left join chats c on c.source = b.source and c.chat_id = b.chat_id
                     where c.chat_id is null or b.updated_at {op} c.updated_at
+                       -- the same time, yet another record: an API whose times are coarse
+                       or (b.updated_at = c.updated_at and b.raw::varchar <> c.raw::varchar)
                     """
                 )
                 chats_upserted, held = con.execute("select count(*), count(*) filter (held) from changed").fetchone()

@@ -94,8 +94,25 @@ def spread(rng: random.Random, items: list[Made], end_ms: int, window_ms: int) -
         item.updated_ms = item.created_ms + item.span_ms
 
 
+# Of Cozmox chats: those whose entries are call transcripts, as the seed shows them (the rest
+# are OpenAI-style, as real payloads are today), and those a squad ran.
+TRANSCRIPT_SHARE = 0.25
+SQUAD_SHARE = 0.1
+TOOL_RESULTS = ['{"status": "ok", "reference": "%s"}', '{"status": "not_found"}',
+                '{"status": "updated", "reference": "%s", "notified": true}',
+                "Done: %s is scheduled."]
+REFUSALS = ["I'm sorry, I can't help with that request.",
+            "I can't share details about other customers' accounts."]
+
+
+def call_id(rng: random.Random) -> str:
+    """An OpenAI-style tool call id."""
+    return "call_%024x" % rng.getrandbits(96)
+
+
 class CozmoxFactory:
-    """Cozmox chats: call transcripts with costs and, for some, the whole assistant embedded."""
+    """Cozmox chats: call transcripts, or OpenAI-style chats with tool calls, with costs and,
+    for some, the whole assistant embedded."""
 
     def __init__(self, seed: int, embed_ratio: float) -> None:
         self.rng = rng = random.Random(f"cozmox:{seed}")
@@ -104,6 +121,7 @@ class CozmoxFactory:
         self.assistants = [(uid(rng), corpus.assistant_config(rng, i)) for i in range(6)]
         self.sessions = [uid(rng) for _ in range(12)]
         self.workflows = [uid(rng) for _ in range(2)]
+        self.squads = [uid(rng) for _ in range(3)]
         self.ids: list[str] = []
 
     def history(self, n: int, end_ms: int, window_ms: int, tie_ratio: float) -> list[Made]:
@@ -120,7 +138,7 @@ class CozmoxFactory:
         item = self.draft()
         item.created_ms = item.updated_ms = at_ms
         self.link_previous(item)
-        call_ms = max((m["time"] for m in item.record["messages"]), default=0)
+        call_ms = max((m.get("time", 0) for m in item.record["messages"]), default=0)
         self.anchor(item, time_base=at_ms - call_ms)
         return item
 
@@ -134,7 +152,11 @@ class CozmoxFactory:
         assistant_id, assistant = rng.choice(self.assistants)
         rec: dict[str, Any] = {"id": uid(rng), "orgId": self.org_id, "createdAt": None,
                                "updatedAt": None, "assistantId": assistant_id}
-        if rng.random() < self.embed_ratio:
+        if rng.random() < SQUAD_SHARE:
+            rec["squadId"] = rng.choice(self.squads)
+            if rng.random() < 0.8:  # a squad's chat mostly names no one assistant
+                rec["assistantId"] = None
+        if rec["assistantId"] is not None and rng.random() < self.embed_ratio:
             rec["assistant"] = assistant  # shared on purpose: the store splices its cached bytes
         if rng.random() < 0.2:
             rec["assistantOverrides"] = {"variableValues": {"customerName": corpus.person(rng),
@@ -157,17 +179,13 @@ class CozmoxFactory:
                 rec["input"].insert(0, {"role": "system", "content": "Be brief."})
         rec["stream"] = rng.random() < 0.3
         rec["previousChatId"] = None
-        messages, seconds = [], 0.0
-        if rng.random() < 0.3:
-            messages.append(self._msg("system", corpus.line(rng, "system"), 0.0))
-        for i in range(rng.randint(2, 30) - len(messages)):
-            role = "user" if i % 2 == 0 else "assistant"
-            seconds = round(seconds + rng.uniform(1.5, 25.0), 3)
-            messages.append(self._msg(role, corpus.line(rng, role), seconds))
+        call = rng.random() < TRANSCRIPT_SHARE
+        messages, seconds = self._transcript() if call else self._conversation()
         said = [m for m in messages if m["role"] == "assistant"]
         rec["messages"] = messages
         rec["output"] = [dict(m) for m in said[-rng.randint(0, 3):]] if said else []
-        rec["costs"] = self._costs(seconds, sum(len(m["message"]) for m in said))
+        spoken = sum(len(m.get("message") or m.get("content") or "") for m in said)
+        rec["costs"] = self._costs(seconds, spoken, call)
         rec["cost"] = round(sum(c["cost"] for c in rec["costs"]), 6)
         # Most chats stop changing when the call ends; some get analysed a little later, and a
         # few are updated hours or days afterwards.
@@ -180,30 +198,109 @@ class CozmoxFactory:
         return {"role": role, "message": text, "time": int(seconds * 1000),
                 "secondsFromStart": seconds}
 
+    def _transcript(self) -> tuple[list[dict[str, Any]], float]:
+        """A call transcript, the seed's shape: `{role, message, time, secondsFromStart}`."""
+        rng = self.rng
+        messages, seconds = [], 0.0
+        if rng.random() < 0.3:
+            messages.append(self._msg("system", corpus.line(rng, "system"), 0.0))
+        for i in range(rng.randint(2, 30) - len(messages)):
+            role = "user" if i % 2 == 0 else "assistant"
+            seconds = round(seconds + rng.uniform(1.5, 25.0), 3)
+            messages.append(self._msg(role, corpus.line(rng, role), seconds))
+        return messages, seconds
+
+    def _conversation(self) -> tuple[list[dict[str, Any]], float]:
+        """OpenAI-style entries, as chats carry them today: `{role, content}`, an assistant
+        calling tools (`tool_calls`, no content) and a `tool` entry answering each call, with
+        now and then a name, a refusal, metadata or content in parts. No times of their own."""
+        rng = self.rng
+        n = rng.randint(2, 30)
+        messages: list[dict[str, Any]] = []
+        seconds = 0.0
+        if rng.random() < 0.3:
+            messages.append({"role": "system" if rng.random() < 0.8 else "developer",
+                             "content": corpus.line(rng, "system")})
+        role = "user"
+        while len(messages) < n:
+            seconds += rng.uniform(1.5, 25.0)
+            r = rng.random()
+            if role == "assistant" and r < 0.2 and n - len(messages) >= 3:
+                calls = 2 if r < 0.03 and n - len(messages) >= 4 else 1
+                self._tool_calls(messages, calls)
+                continue  # the assistant answers once the tools have
+            entry: dict[str, Any] = {"role": role, "content": corpus.line(rng, role)}
+            if role == "user":
+                if r < 0.05:
+                    entry["content"] = [{"type": "text", "text": entry["content"]}]
+                elif r < 0.1:
+                    entry["name"] = rng.choice(corpus.FIRST_NAMES)
+            elif r > 0.98:
+                entry = {"role": "assistant", "content": None, "refusal": rng.choice(REFUSALS)}
+            if rng.random() < 0.05:
+                entry["metadata"] = {"channel": rng.choice(["web", "sms", "api"])}
+            messages.append(entry)
+            role = "assistant" if role == "user" else "user"
+        return messages, round(seconds, 3)
+
+    def _tool_calls(self, messages: list[dict[str, Any]], n: int) -> None:
+        """An assistant entry calling `n` tools, then one `tool` entry answering each."""
+        rng = self.rng
+        calls = []
+        for _ in range(n):
+            noun = rng.choice(corpus.TOOL_NOUNS)
+            arguments = '{"%sId": "R-%d"}' % (noun, rng.randrange(10**5, 10**6))
+            calls.append({"id": call_id(rng), "type": "function",
+                          "function": {"name": f"{rng.choice(corpus.TOOL_VERBS)}_{noun}",
+                                       "arguments": arguments}})
+        messages.append({"role": "assistant", "content": None, "tool_calls": calls})
+        for c in calls:
+            answer = rng.choice(TOOL_RESULTS)
+            result: dict[str, Any] = {"role": "tool", "tool_call_id": c["id"],
+                                      "content": answer % f"R-{rng.randrange(10**5, 10**6)}"
+                                      if "%s" in answer else answer}
+            if rng.random() < 0.5:
+                result["name"] = c["function"]["name"]
+            messages.append(result)
+
     def anchor(self, item: Made, time_base: int | None = None) -> None:
         rec = item.record
         base = item.created_ms if time_base is None else time_base
         rec["createdAt"], rec["updatedAt"] = iso_ms(item.created_ms), iso_ms(item.updated_ms)
         for m in rec["messages"]:
-            m["time"] += base
+            if "time" in m:
+                m["time"] += base
         for m in rec["output"]:
-            m["time"] += base
+            if "time" in m:
+                m["time"] += base
 
-    def _costs(self, seconds: float, characters: int) -> list[dict[str, Any]]:
+    def _costs(self, seconds: float, characters: int, call: bool) -> list[dict[str, Any]]:
+        """A call pays for its transcriber and voice; a text chat sometimes has a chat fee.
+        Model costs say now and then how much of the prompt came from a cache and how much of
+        the completion was reasoning."""
         rng = self.rng
         provider, model = rng.choice(corpus.MODELS)
         prompt, completion = rng.randint(200, 20_000), rng.randint(20, 3_000)
-        costs: list[dict[str, Any]] = [{
+        entry: dict[str, Any] = {
             "type": "model",
             "model": model if rng.random() < 0.2 else {"provider": provider, "model": model},
-            "promptTokens": prompt, "completionTokens": completion,
-            "cost": round(prompt * 2.5e-6 + completion * 1e-5, 6)}]
+            "promptTokens": prompt, "completionTokens": completion}
+        cached = 0
+        if rng.random() < 0.4:
+            cached = entry["cachedPromptTokens"] = rng.randint(0, prompt // 2)
+        if rng.random() < 0.25:
+            entry["reasoningTokens"] = rng.randint(0, completion // 2)
+        entry["cost"] = round((prompt - cached) * 2.5e-6 + cached * 1.25e-6 + completion * 1e-5, 6)
+        costs: list[dict[str, Any]] = [entry]
         minutes = round(seconds / 60, 4)
-        if rng.random() < 0.8:
+        if not call:
+            if rng.random() < 0.15:
+                costs.append({"type": "chat", "cost": round(rng.uniform(0.001, 0.02), 6)})
+        elif rng.random() < 0.8:
             costs.append({"type": "transcriber", "transcriber": {"provider": "deepgram",
                                                                  "model": "nova-2"},
                           "minutes": minutes, "cost": round(minutes * 0.01, 6)})
-        if rng.random() < 0.8:
+        if call and rng.random() < 0.8:
             costs.append({"type": "voice", "voice": {"provider": "azure", "voiceId": "andrew"},
                           "characters": characters, "cost": round(characters * 1.5e-5, 6)})
         if rng.random() < 0.3:
@@ -221,11 +318,16 @@ class CozmoxFactory:
         created = parse_us(rec.get("createdAt"))
         start_ms = created // US_PER_MS if created is not None else at_ms
         messages = rec.get("messages") if isinstance(rec.get("messages"), list) else []
+        # a chat goes on in the shape it began in
+        call = not messages or (isinstance(messages[-1], dict) and "message" in messages[-1])
         for i in range(n):
             role = "user" if (len(messages) + i) % 2 == 0 else "assistant"
             t = at_ms - (n - 1 - i)
-            messages.append({"role": role, "message": corpus.line(self.rng, role), "time": t,
-                             "secondsFromStart": round((t - start_ms) / 1000, 3)})
+            if call:
+                messages.append({"role": role, "message": corpus.line(self.rng, role), "time": t,
+                                 "secondsFromStart": round((t - start_ms) / 1000, 3)})
+            else:
+                messages.append({"role": role, "content": corpus.line(self.rng, role)})
         rec["messages"] = messages
         costs = rec.get("costs")
         if isinstance(costs, list):

@@ -9,6 +9,13 @@ from simulator import corpus
 from simulator.data import Made, apply_ties, clone, iso_ms, spread, uid
 
 CHANNELS = ["internal", "whatsapp_bot", "instagram_dm", "slack_bot", "telegram_bot", "gmail"]
+# The newer documentation's channels; its contact channels are `{type, user_id, ...}`.
+NEW_CHANNELS = CHANNELS + ["messenger_bot", "tiktok_dm", "twilio", "telnyx", "email"]
+PHONE_CHANNELS = {"whatsapp_bot", "twilio", "telnyx"}
+# Of chats: those in today's shapes (newer contact channels and usage, broadcast fields, parts
+# of several types); the rest are in the seed's. Of today's: those opened by a broadcast.
+MODERN_SHARE = 0.75
+BROADCAST_SHARE = 0.06
 FEATURES: list[dict[str, Any]] = [{}, {"web_search": {}}, {"reasoning": {"effort": "low"}},
                                   {"web_search": {}, "reasoning": {"effort": "medium"}}]
 TOOLS = [{"name": name, "display_name": name.replace("_", " ").title(), "action_name": name,
@@ -30,6 +37,7 @@ class InventFactory:
                        "avatar": f"https://cdn.useinvent.example/avatars/{i}.png"}
                       for i in range(5)]
         self.assistant_ids = [uid(rng) for _ in range(3)]
+        self.broadcasts = [uid(rng) for _ in range(4)]
 
     def history(self, n: int, end_ms: int, window_ms: int, tie_ratio: float) -> list[Made]:
         items = [self.draft() for _ in range(n)]
@@ -50,29 +58,47 @@ class InventFactory:
         self.anchor(item, base_ms=at_ms, backwards=True)
         return item
 
-    def _member(self, user: dict[str, Any] | None, role: str) -> dict[str, Any]:
+    def _member(self, user: dict[str, Any] | None, role: str, modern: bool) -> dict[str, Any]:
         rng = self.rng
         member: dict[str, Any] = {"id": uid(rng), "role": role, "user": None, "session": None,
                                   "contact_channel": None}
         if user is not None:
             member["user"] = dict(user)
             return member
-        name, kind = corpus.person(rng), rng.choice(CHANNELS)
+        name = corpus.person(rng)
         handle = name.lower().replace(" ", ".")
         phone = f"+1555{rng.randrange(10**6, 10**7)}"
         member["session"] = {"id": uid(rng)} if rng.random() < 0.3 else None
+        country = rng.choice(["US", "BR", "DE", "JP", None])
+        language = rng.choice(["en", "es", "pt", None])
+        contact: dict[str, Any] = {"id": uid(rng), "name": name, "blocked": rng.random() < 0.05}
+        if not modern:
+            kind = rng.choice(CHANNELS)
+            member["contact_channel"] = {
+                "id": uid(rng), "channel_type": kind,
+                "channel_id": phone if kind == "whatsapp_bot" else handle,
+                "channel_name": handle, "channel_display_name": name, "channel_avatar": None,
+                "country": country, "agent": None, "ip": None, "language": language,
+                "contact": contact, "link": None}
+            return member
+        kind = rng.choice(NEW_CHANNELS)
+        email = f"{handle}@example.com" if kind in ("gmail", "email") or rng.random() < 0.3 else None
+        on_phone = kind in PHONE_CHANNELS
+        contact["is_admin"] = rng.random() < 0.03
         member["contact_channel"] = {
-            "id": uid(rng), "channel_type": kind,
-            "channel_id": phone if kind == "whatsapp_bot" else handle,
-            "channel_name": handle, "channel_display_name": name, "channel_avatar": None,
-            "country": rng.choice(["US", "BR", "DE", "JP", None]), "agent": None, "ip": None,
-            "language": rng.choice(["en", "es", "pt", None]),
-            "contact": {"id": uid(rng), "name": name, "blocked": rng.random() < 0.05},
-            "link": None}
+            "id": uid(rng), "type": kind,
+            "user_id": phone if on_phone else email if kind in ("gmail", "email") else handle,
+            "avatar": f"https://cdn.useinvent.example/contacts/{handle}.png"
+            if rng.random() < 0.4 else None,
+            "name": name, "username": None if on_phone else handle, "email": email,
+            "phone": phone if on_phone or rng.random() < 0.2 else None,
+            "country": country, "language": language, "contact": contact, "link": None}
         return member
 
     def message(self, role: str, member: dict[str, Any] | None, model: str,
-                channel: str | None) -> dict[str, Any]:
+                channel: str | None, modern: bool = True) -> dict[str, Any]:
+        """A message; `modern`: in today's shape (cache reads and writes in its usage, turns
+        now and then, broadcast fields, parts that are not text), else in the seed's."""
         rng = self.rng
         part: dict[str, Any] = {"type": "text", "text": corpus.line(rng, role)}
         if role == "event":
@@ -90,40 +116,69 @@ class InventFactory:
                              "file_url": f"https://files.useinvent.example/{fid}.ogg",
                              "created_at": None}
             part["start_timestamp"] = part["end_timestamp"] = 0
+        parts = [part]
+        if modern and role == "assistant" and rng.random() < 0.08:
+            tool = rng.choice(TOOLS)["name"]
+            parts.insert(0, {"type": "tool-call", "tool_call_id": uid(rng), "tool_name": tool,
+                             "args": {"query": rng.choice(corpus.TOPICS)}})
+        elif modern and role == "user" and rng.random() < 0.03:
+            fid = uid(rng)
+            parts.append({"type": "image", "image": {
+                "id": fid, "file_filename": "photo.jpg", "file_mimetype": "image/jpeg",
+                "file_size": rng.randint(20_000, 2_000_000),
+                "file_url": f"https://files.useinvent.example/{fid}.jpg"}})
         failed = role == "assistant" and rng.random() < 0.03
         msg: dict[str, Any] = {
             "id": uid(rng), "role": role, "model": model if role == "assistant" else None,
             "status": "FAILED" if failed else "COMPLETED", "created_at": None, "updated_at": None,
-            "messages": [{"role": role, "parts": [part]}],
+            "messages": [{"role": role, "parts": parts}],
             "tools": [rng.choice(TOOLS)] if role == "assistant" and rng.random() < 0.2 else [],
             "features": {}, "member": dict(member) if member is not None else None,
             "error": "The model is overloaded, please retry." if failed else None}
+        if modern:
+            msg["broadcast_id"], msg["is_broadcast_message"] = None, False
         if role == "assistant":
             inp, out = rng.randint(200, 8_000), rng.randint(10, 800)
             cached = rng.choice([0, 0, inp // 2])
-            usage = {"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out,
-                     "reasoning_tokens": rng.choice([0, 0, rng.randint(10, 500)]),
-                     "cached_input_tokens": cached}
-            if rng.random() < 0.3:
+            usage: dict[str, Any] = {"input_tokens": inp, "output_tokens": out,
+                                     "total_tokens": inp + out,
+                                     "reasoning_tokens": rng.choice([0, 0, rng.randint(10, 500)])}
+            if not modern or rng.random() < 0.2:
+                usage["cached_input_tokens"] = cached
+            if modern:
                 usage["input_tokens_cache_read"] = cached
-                usage["input_tokens_cache_write"] = rng.randint(0, 1_000)
+                usage["input_tokens_cache_write"] = rng.choice([0, rng.randint(0, 1_000)])
+                if rng.random() < 0.3:
+                    usage["turns"] = self._turns(model, inp, out)
             msg["usage"] = usage
         return msg
 
+    def _turns(self, model: str, inp: int, out: int) -> list[dict[str, Any]]:
+        """The usage of each model call a message took, summing to the message's."""
+        n = self.rng.randint(1, 3)
+        return [{"model": model, "input_tokens": inp // n + (inp % n if i == 0 else 0),
+                 "output_tokens": out // n + (out % n if i == 0 else 0)} for i in range(n)]
+
     def draft(self) -> Made:
         rng = self.rng
-        contact = self._member(None, "MEMBER") if rng.random() < 0.8 else None
-        staff = [self._member(u, "ADMIN" if i == 0 else "MEMBER")
+        modern = rng.random() < MODERN_SHARE
+        contact = self._member(None, "MEMBER", modern) if rng.random() < 0.8 else None
+        staff = [self._member(u, "ADMIN" if i == 0 else "MEMBER", modern)
                  for i, u in enumerate(rng.sample(self.users, rng.randint(0 if contact else 1, 2)))]
         members = ([contact] if contact else []) + staff
         speaker = contact or staff[0]
-        channel = contact["contact_channel"]["channel_type"] if contact else "internal"
+        channel = channel_of(contact["contact_channel"]) if contact else "internal"
         model = rng.choice(corpus.MODELS)[1]
         messages: list[tuple[dict[str, Any], int, int]] = []
         t = rng.randint(0, 2_000)
         if rng.random() < 0.1:
-            messages.append((self.message("system", None, model, channel), t, t))
+            messages.append((self.message("system", None, model, channel, modern), t, t))
             t += 1
+        if modern and rng.random() < BROADCAST_SHARE:  # the chat began as a campaign's message
+            msg = self.message("assistant", None, model, channel, modern)
+            msg["broadcast_id"], msg["is_broadcast_message"] = rng.choice(self.broadcasts), True
+            messages.append((msg, t, t))
+            t += rng.randint(60_000, 86_400_000)
         role = "user"
         for _ in range(rng.randint(1, 40) - len(messages)):
             r = rng.random()
@@ -131,7 +186,7 @@ class InventFactory:
             if kind == "assistant" and r > 0.96:
                 kind = "tool"
             who = speaker if kind == "user" else staff[0] if kind == "note" and staff else None
-            msg = self.message(kind, who, model, channel)
+            msg = self.message(kind, who, model, channel, modern)
             gen = rng.randint(500, 6_000) if kind == "assistant" else 0
             messages.append((msg, t, t + gen))
             t += gen + (rng.randint(1_000, 8_000) if role == "user" else
@@ -203,15 +258,22 @@ class InventFactory:
         members = chat.get("members") if isinstance(chat.get("members"), list) else []
         speaker = members[0] if members and isinstance(members[0], dict) else None
         model = chat.get("model") if isinstance(chat.get("model"), str) else "gpt-4o"
+        last = chat.get("last_message")
+        modern = not isinstance(last, dict) or "is_broadcast_message" in last  # as it began
         role = "assistant" if last_role == "user" else "user"
         out = []
         for k in range(n):
-            msg = self.message(role, speaker if role == "user" else None, model, None)
+            msg = self.message(role, speaker if role == "user" else None, model, None, modern)
             t = at_ms - (n - 1 - k)
             set_message_times(msg, t, t)
             out.append((msg, t, t))
             role = "assistant" if role == "user" else "user"
         return out
+
+
+def channel_of(contact_channel: dict[str, Any]) -> str | None:
+    """The channel's type in either shape."""
+    return contact_channel.get("channel_type") or contact_channel.get("type")
 
 
 def set_message_times(msg: dict[str, Any], created_ms: int, updated_ms: int) -> None:

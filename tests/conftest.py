@@ -118,7 +118,9 @@ def query(database: str, sql: str, params: list | None = None) -> list[tuple]:
 
 
 def parse_ts(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    """An API time; a bare date (as Invent may send) is midnight UTC."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def expected_cozmox(sim: Simulator) -> dict[str, object]:

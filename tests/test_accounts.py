@@ -267,14 +267,17 @@ def release_database(path: str, source_db: str) -> None:
             con.execute(f.read_text())
             con.execute("insert into schema_migrations values (?, ?, now())", [int(f.name[:3]), f.name])
     con.execute(f"attach '{source_db}' as today (read_only)")
-    for table in ("chats", "messages", "usage", "costs", "chat_members", "message_files", "rejected_records"):
-        con.execute(f"insert into {table} select * from today.{table}")
+
+    def release_columns(table: str) -> str:  # today's tables have more
+        return ", ".join(c for (c,) in con.execute(
+            "select column_name from duckdb_columns() where database_name = current_database() and table_name = ?"
+            " order by column_index", [table]).fetchall())
+
+    for table in ("chats", "messages", "usage", "costs", "chat_members", "message_files", "rejected_records",
+                  "sync_runs"):
+        con.execute(f"insert into {table} select {release_columns(table)} from today.{table}")
     con.execute("insert into sync_state select source, stream, max(watermark), max(updated_at)"
                 " from today.sync_state group by all")
-    columns = ", ".join(c for (c,) in con.execute(
-        "select column_name from duckdb_columns() where database_name = current_database() and table_name = 'sync_runs'"
-    ).fetchall())
-    con.execute(f"insert into sync_runs select {columns} from today.sync_runs")
     con.close()
 
 

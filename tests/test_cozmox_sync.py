@@ -41,7 +41,8 @@ def test_full_sync_equals_the_api(sim, settings):
 
 def test_flattened_columns_follow_the_contract(sim, settings):
     sync(settings)
-    chat = next(c for c in sim.cozmox_chats() if c.get("assistant") and c.get("costs"))
+    # a call transcript: its first message has a time of its own (OpenAI-style entries have none)
+    chat = next(c for c in sim.cozmox_chats() if c.get("assistant") and c.get("costs") and "time" in c["messages"][0])
     row = query(
         settings.database,
         "select org_id, assistant_id, title, cost, assistant_model, assistant_voice_provider,"
@@ -404,3 +405,51 @@ def test_arrow_allocates_on_jemalloc_unless_the_user_chose(monkeypatch):
         assert pa.default_memory_pool().backend_name == "jemalloc"
     finally:
         pa.set_memory_pool(before)
+
+
+def test_entries_costs_and_squads_of_every_shape_load_as_sent(sim, settings):
+    """Transcript and OpenAI-style entries (tool calls, tool answers, names, content in parts),
+    model costs with and without cached and reasoning tokens, squads with no assistant: each
+    row says what its record says."""
+    import json
+    from collections import Counter
+
+    assert sync(settings).status == "success"
+    chats = sim.cozmox_chats()
+    rows = {r[0]: r[1:] for r in query(
+        settings.database, "select message_id, role, content, epoch_ms(created_at), tool_calls::varchar,"
+                           " tool_call_id, name, raw from messages where source = 'cozmox'")}
+    seen: Counter = Counter()
+    for chat in chats:
+        lists = [("message", chat["messages"]), ("output", chat["output"])]
+        if isinstance(chat.get("input"), list):
+            lists.append(("input", chat["input"]))
+        for kind, entries in lists:
+            for seq, entry in enumerate(entries):
+                role, content, created, calls, call_id, name, raw = rows.pop(f"{chat['id']}:{kind}:{seq}")
+                said = entry["message"] if "message" in entry else entry.get("content")
+                assert (json.loads(content) if isinstance(said, list) else content) == said
+                assert (role, created, call_id, name, raw) == (
+                    entry["role"], entry.get("time"), entry.get("tool_call_id"), entry.get("name"), None)
+                assert (json.loads(calls) if calls is not None else None) == entry.get("tool_calls")
+                seen.update(k for k in ("message", "tool_calls", "tool_call_id", "name", "refusal", "metadata")
+                            if k in entry)
+                seen["parts"] += isinstance(said, list)
+    assert rows == {}, "rows for entries the API does not have"
+    assert all(seen[k] for k in ("message", "tool_calls", "tool_call_id", "name", "refusal", "metadata", "parts")), seen
+
+    usage = dict((r[0], r[1:]) for r in query(
+        settings.database, "select message_id, input_tokens, cached_input_tokens, reasoning_tokens from usage"))
+    want = {f"{c['id']}:cost:{i}": (k["promptTokens"], k.get("cachedPromptTokens"), k.get("reasoningTokens"))
+            for c in chats for i, k in enumerate(c["costs"]) if "promptTokens" in k}
+    assert usage == want
+    assert any(v[1] is not None for v in want.values()) and any(v[2] is not None for v in want.values())
+    kinds = Counter(r[0] for r in query(settings.database, "select type from costs"))
+    assert kinds["chat"] == sum(1 for c in chats for k in c["costs"] if k["type"] == "chat") > 0
+
+    squads = dict(query(settings.database, "select chat_id, squad_id from chats where assistant_id is null"))
+    assert squads == {c["id"]: c.get("squadId") for c in chats if c["assistantId"] is None}
+    assert squads and all(squads.values())
+    tool_calls = dict(query(settings.database, "select chat_id, tool_call_count from chat_summary"))
+    assert tool_calls == {c["id"]: sum(1 for e in c["messages"] if e["role"] == "tool") for c in chats}
+    assert any(tool_calls.values())

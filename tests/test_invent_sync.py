@@ -273,3 +273,64 @@ def test_a_chat_changed_alone_keeps_its_message_rows(sim, invent_settings):
     assert (summary.chats_upserted, summary.messages_upserted) == (1, 0)
     assert query(invent_settings.database, children, [chat["id"]]) == before
     assert_invent_matches(sim, invent_settings.database)
+
+
+def test_members_messages_and_usage_of_every_shape_load_as_sent(sim, invent_settings):
+    """Contact channels in the seed's shape and the newer one, usage with cached_input_tokens or
+    cache reads and writes (and turns), broadcasts, parts that are not text, bare-date chats:
+    each row says what its record says, and every message keeps its raw."""
+    import json
+    from collections import Counter
+
+    def either(first, second):
+        return first if first is not None else second
+
+    assert sync(invent_settings).status == "success"
+    database = invent_settings.database
+    chats = sim.invent_chats()
+    seen: Counter = Counter()
+
+    members = {(r[0], r[1]): r[2:] for r in query(
+        database, "select chat_id, member_id, channel_type, channel_id, channel_name, channel_display_name,"
+                  " channel_email, channel_phone, contact_id, contact_is_admin from chat_members")}
+    for chat in chats:
+        for member in chat["members"]:
+            channel = member["contact_channel"] or {}
+            contact = channel.get("contact") or {}
+            assert members.pop((chat["id"], member["id"])) == (
+                either(channel.get("channel_type"), channel.get("type")),
+                either(channel.get("channel_id"), channel.get("user_id")),
+                either(channel.get("channel_name"), channel.get("username")),
+                either(channel.get("channel_display_name"), channel.get("name")),
+                channel.get("email"), channel.get("phone"), contact.get("id"), contact.get("is_admin"))
+            seen["new channel" if "type" in channel else "seed channel" if channel else "user"] += 1
+    assert members == {}
+
+    messages = {r[0]: r[1:] for r in query(
+        database, "select message_id, content, broadcast_id, is_broadcast, raw::varchar from messages")}
+    usage = {r[0]: r[1:] for r in query(
+        database, "select message_id, cached_input_tokens, cache_read_tokens, cache_write_tokens from usage")}
+    for chat in chats:
+        for message in sim.invent_messages(chat["id"]):
+            content, broadcast_id, is_broadcast, raw = messages.pop(message["id"])
+            parts = [p for block in message["messages"] for p in block["parts"]]
+            texts = [p["text"] for p in parts if p.get("type") in (None, "text") and p.get("text")]
+            assert content == ("\n".join(texts) or None)
+            assert (broadcast_id, is_broadcast) == (message.get("broadcast_id"), message.get("is_broadcast_message"))
+            assert json.loads(raw) == message
+            u = message.get("usage")
+            if u is not None:
+                assert usage.pop(message["id"]) == (
+                    either(u.get("cached_input_tokens"), u.get("input_tokens_cache_read")),
+                    u.get("input_tokens_cache_read"), u.get("input_tokens_cache_write"))
+                seen.update(k for k in ("cached_input_tokens", "input_tokens_cache_read", "turns") if k in u)
+            seen["broadcast"] += bool(is_broadcast)
+            seen["not text"] += any(p.get("type") not in (None, "text") for p in parts)
+    assert messages == {} and usage == {}
+
+    created = dict(query(database, "select chat_id, created_at from chats"))
+    bare = [c for c in chats if len(c["created_at"]) == 10]
+    assert bare and all(created[c["id"]] == parse_ts(c["created_at"] + "T00:00:00Z") for c in bare)
+    assert all(seen[k] for k in ("new channel", "seed channel", "user", "cached_input_tokens",
+                                 "input_tokens_cache_read", "turns", "broadcast", "not text")), seen
+    assert seen["new channel"] > seen["seed channel"]

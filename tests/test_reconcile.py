@@ -87,3 +87,29 @@ def test_a_failing_or_empty_listing_marks_nothing(sim, both):
     (empty,) = run_reconcile(both, "invent")
     assert empty.status == "failed" and "refusing" in empty.error
     assert deleted(both.database) == set()
+
+
+def test_more_than_a_tenth_gone_at_once_marks_nothing_unless_forced(sim, both):
+    run_sync(both)
+    gone = sim.chat_ids("cozmox")[:6]  # 6 of 50: past the 10% one run marks
+    for chat_id in gone:
+        sim.delete("cozmox", chat_id)
+
+    (refused,) = run_reconcile(both, "cozmox")
+    assert refused.status == "failed" and "6 of 50 chats are no longer listed" in refused.error
+    assert "--force" in refused.error and deleted(both.database) == set()
+
+    (forced,) = run_reconcile(both, "cozmox", force=True)
+    assert forced.status == "success" and deleted(both.database) == {("cozmox", c) for c in gone}
+
+
+def test_a_listing_short_of_the_apis_own_count_marks_nothing(sim, both):
+    run_sync(both)
+    sim.delete("invent", sim.chat_ids("invent")[3])
+    sim.add_fault(Fault(kind="lie_count", count_delta=4, times=-1, source="invent", path_contains="/chats"))
+
+    (refused,) = run_reconcile(both, "invent")
+
+    assert refused.status == "failed" and "the listing returned 39 chats where the API counts 43" in refused.error
+    assert deleted(both.database) == set()
+    assert query(both.database, "select api_seen, api_total from sync_runs where mode = 'reconcile'") == [(39, 43)]

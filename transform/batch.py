@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 TS = pa.timestamp("us", tz="UTC")
 # Text that is JSON already (every `raw` here was read or written by a JSON parser): typed so,
@@ -40,6 +42,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("chat_id", pa.string()),
             ("org_id", pa.string()),
             ("assistant_id", pa.string()),
+            ("squad_id", pa.string()),
             ("title", pa.string()),
             ("status", pa.string()),
             ("created_at", TS),
@@ -79,6 +82,12 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("seconds_from_start", pa.float64()),
             ("model", pa.string()),
             ("status", pa.string()),
+            ("tool_calls", JSON),
+            ("tool_call_id", pa.string()),
+            ("name", pa.string()),
+            ("broadcast_id", pa.string()),
+            ("is_broadcast", pa.bool_()),
+            ("raw", JSON),
         ]
     ),
     "usage": pa.schema(
@@ -107,6 +116,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("provider", pa.string()),
             ("prompt_tokens", pa.int64()),
             ("completion_tokens", pa.int64()),
+            ("cached_prompt_tokens", pa.int64()),
+            ("reasoning_tokens", pa.int64()),
             ("cost", pa.float64()),
             ("raw", JSON),
         ]
@@ -121,8 +132,13 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("user_name", pa.string()),
             ("channel_type", pa.string()),
             ("channel_id", pa.string()),
+            ("channel_name", pa.string()),
+            ("channel_display_name", pa.string()),
+            ("channel_email", pa.string()),
+            ("channel_phone", pa.string()),
             ("contact_id", pa.string()),
             ("contact_name", pa.string()),
+            ("contact_is_admin", pa.bool_()),
         ]
     ),
     "message_files": pa.schema(
@@ -226,3 +242,19 @@ class Batch:
 
     def table(self, name: str) -> pa.Table:
         return self.tables()[name]
+
+
+_SLACK = pa.scalar(timedelta(days=1), pa.duration("us"))
+
+
+def odd_message_times(batch: Batch) -> int:
+    """Messages dated more than a day outside their chat's life (created to updated): most often
+    seconds read as milliseconds upstream, which puts a message in 1970."""
+    messages = batch.table("messages").select(["chat_id", "created_at"])
+    if not messages.num_rows:
+        return 0
+    chats = batch.table("chats").select(["chat_id", "created_at", "updated_at"])
+    joined = messages.join(chats.rename_columns(["chat_id", "chat_created", "chat_updated"]), "chat_id")
+    early = pc.less(joined["created_at"], pc.subtract(joined["chat_created"], _SLACK))
+    late = pc.greater(joined["created_at"], pc.add(joined["chat_updated"], _SLACK))
+    return int(pc.sum(pc.or_kleene(early, late)).as_py() or 0)

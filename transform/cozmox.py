@@ -19,20 +19,32 @@ SOURCE = "cozmox"
 
 
 class Turn(Record):
-    """An entry of `messages`, `output` or a list `input` (which says `content`, not `message`)."""
+    """An entry of `messages`, `output` or a list `input`, in either of the shapes the API
+    sends: a call transcript's `{role, message, time, secondsFromStart}` or an OpenAI-style
+    `{role, content}`, where an assistant may call tools (`tool_calls`, then perhaps no
+    content) and a `tool` entry answers one (`tool_call_id`). `refusal` and `metadata` stay
+    in the chat's raw."""
 
     role: str | None = None
     message: str | None = None
     content: Any = None  # a string, or structured parts in newer payloads
     time: float | None = None
     seconds_from_start: float | None = Field(None, alias="secondsFromStart")
+    tool_calls: Any = None  # stored as sent, whatever its shape
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 class CostEntry(Record):
+    """`{type: "model", model, promptTokens, completionTokens, cachedPromptTokens?,
+    reasoningTokens?, cost}`, `{type: "chat", cost}`, or another type with fields of its own."""
+
     type: str | None = None
     model: dict[str, Any] | str | None = None
     prompt_tokens: Int64 | None = Field(None, alias="promptTokens")
     completion_tokens: Int64 | None = Field(None, alias="completionTokens")
+    cached_prompt_tokens: Int64 | None = Field(None, alias="cachedPromptTokens")
+    reasoning_tokens: Int64 | None = Field(None, alias="reasoningTokens")
     cost: float | None = None
 
 
@@ -65,6 +77,7 @@ class Chat(Record):
     created_at: Timestamp | None = Field(None, alias="createdAt")
     updated_at: Timestamp = Field(alias="updatedAt")
     assistant_id: str | None = Field(None, alias="assistantId")
+    squad_id: str | None = Field(None, alias="squadId")
     assistant: dict[str, Any] | None = None
     name: str | None = None
     status: str | None = None
@@ -116,6 +129,7 @@ def chat_rows(chat: Chat, raw: dict, text: bytes, batch: Batch) -> None:
             "chat_id": cid,
             "org_id": chat.org_id,
             "assistant_id": chat.assistant_id,
+            "squad_id": chat.squad_id,
             "title": chat.name,
             "status": chat.status,
             "created_at": chat.created_at,
@@ -132,6 +146,7 @@ def chat_rows(chat: Chat, raw: dict, text: bytes, batch: Batch) -> None:
         lists.append(("input", chat.input))
     for kind, turns in lists:
         for seq, turn in enumerate(turns):
+            calls = turn.tool_calls
             batch.messages.append(
                 {
                     "source": SOURCE,
@@ -143,6 +158,9 @@ def chat_rows(chat: Chat, raw: dict, text: bytes, batch: Batch) -> None:
                     "content": turn.message if turn.message is not None else _content(turn.content),
                     "created_at": epoch_ms(turn.time),
                     "seconds_from_start": turn.seconds_from_start,
+                    "tool_calls": None if calls is None else dumps(calls),
+                    "tool_call_id": turn.tool_call_id,
+                    "name": turn.name,
                 }
             )
     for seq, entry in enumerate(chat.costs or []):
@@ -159,6 +177,8 @@ def chat_rows(chat: Chat, raw: dict, text: bytes, batch: Batch) -> None:
                 "provider": provider,
                 "prompt_tokens": entry.prompt_tokens,
                 "completion_tokens": entry.completion_tokens,
+                "cached_prompt_tokens": entry.cached_prompt_tokens,
+                "reasoning_tokens": entry.reasoning_tokens,
                 "cost": entry.cost,
                 "raw": dumps(raw["costs"][seq]),
             }
@@ -175,6 +195,8 @@ def chat_rows(chat: Chat, raw: dict, text: bytes, batch: Batch) -> None:
                     "input_tokens": entry.prompt_tokens,
                     "output_tokens": entry.completion_tokens,
                     "total_tokens": total,
+                    "reasoning_tokens": entry.reasoning_tokens,
+                    "cached_input_tokens": entry.cached_prompt_tokens,
                 }
             )
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field, StrictStr, field_validator
 
 from transform.batch import Batch
-from transform.common import Int64, Record, Timestamp, read_page, reason, rejected_row, unique_keys
+from transform.common import Int64, Record, Timestamp, dumps, read_page, reason, rejected_row, unique_keys
 
 SOURCE = "invent"
 
@@ -26,12 +26,24 @@ class Named(Record):
 class Contact(Record):
     id: str | None = None
     name: str | None = None
+    is_admin: bool | None = None
 
 
 class ContactChannel(Record):
+    """Either shape the API sends: the seed's `channel_type, channel_id, channel_name,
+    channel_display_name` or the newer `type, user_id, username, name, email, phone`."""
+
     id: str | None = None
     channel_type: str | None = None
     channel_id: str | None = None
+    channel_name: str | None = None
+    channel_display_name: str | None = None
+    type: str | None = None
+    user_id: str | None = None
+    username: str | None = None
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
     contact: Contact | None = None
 
 
@@ -81,7 +93,7 @@ class File(Record):
 
 class Part(Record):
     type: str | None = None
-    text: str | None = None
+    text: Any = None  # read from text parts only; other types may carry anything
     audio: File | None = None
     start_timestamp: float | None = None
     end_timestamp: float | None = None
@@ -98,6 +110,9 @@ class Content(Record):
 
 
 class Usage(Record):
+    """Older payloads say `cached_input_tokens`, newer ones `input_tokens_cache_read` and
+    `input_tokens_cache_write` (and `turns`, kept in the message's raw)."""
+
     input_tokens: Int64 | None = None
     output_tokens: Int64 | None = None
     total_tokens: Int64 | None = None
@@ -115,6 +130,8 @@ class Message(Record):
     created_at: Timestamp | None = None
     messages: list[Content] = []
     usage: Usage | None = None
+    broadcast_id: str | None = None
+    is_broadcast_message: bool | None = None
 
     @field_validator("messages", mode="before")
     @classmethod
@@ -149,6 +166,11 @@ def _chat_row(chat: Chat, text: bytes) -> dict:
     }
 
 
+def _either(first: Any, second: Any) -> Any:
+    """The seed shape's field where it is there, else the newer shape's."""
+    return first if first is not None else second
+
+
 def _member_rows(chat: Chat, batch: Batch) -> None:
     seen: set[str] = set()
     for index, member in enumerate(chat.members):
@@ -167,19 +189,28 @@ def _member_rows(chat: Chat, batch: Batch) -> None:
                 "role": member.role,
                 "user_id": user.id,
                 "user_name": user.name,
-                "channel_type": channel.channel_type,
-                "channel_id": channel.channel_id,
+                "channel_type": _either(channel.channel_type, channel.type),
+                "channel_id": _either(channel.channel_id, channel.user_id),
+                "channel_name": _either(channel.channel_name, channel.username),
+                "channel_display_name": _either(channel.channel_display_name, channel.name),
+                "channel_email": channel.email,
+                "channel_phone": channel.phone,
                 "contact_id": contact.id,
                 "contact_name": contact.name,
+                "contact_is_admin": contact.is_admin,
             }
         )
 
 
-def _message_rows(chat_id: str, messages: list[Message], batch: Batch) -> None:
-    ordered = sorted(messages, key=lambda m: (m.created_at is None, m.created_at or datetime.min, m.id))
-    for seq, message in enumerate(ordered):
+# Part types whose `text` is the message's words; a part that names no type is taken as text.
+TEXT_PARTS = frozenset({None, "text"})
+
+
+def _message_rows(chat_id: str, messages: list[tuple[Message, bytes]], batch: Batch) -> None:
+    ordered = sorted(messages, key=lambda m: (m[0].created_at is None, m[0].created_at or datetime.min, m[0].id))
+    for seq, (message, raw) in enumerate(ordered):
         parts = [p for content in message.messages for p in content.parts]
-        texts = [p.text for p in parts if p.text]
+        texts = [p.text for p in parts if p.type in TEXT_PARTS and isinstance(p.text, str) and p.text]
         batch.messages.append(
             {
                 "source": SOURCE,
@@ -192,6 +223,9 @@ def _message_rows(chat_id: str, messages: list[Message], batch: Batch) -> None:
                 "created_at": message.created_at,
                 "model": message.model,
                 "status": message.status,
+                "broadcast_id": message.broadcast_id,
+                "is_broadcast": message.is_broadcast_message,
+                "raw": raw,
             }
         )
         for part_seq, part in enumerate(parts):
@@ -225,7 +259,7 @@ def _message_rows(chat_id: str, messages: list[Message], batch: Batch) -> None:
                     "output_tokens": u.output_tokens,
                     "total_tokens": u.total_tokens,
                     "reasoning_tokens": u.reasoning_tokens,
-                    "cached_input_tokens": u.cached_input_tokens,
+                    "cached_input_tokens": _either(u.cached_input_tokens, u.input_tokens_cache_read),
                     "cache_read_tokens": u.input_tokens_cache_read,
                     "cache_write_tokens": u.input_tokens_cache_write,
                 }
@@ -245,18 +279,19 @@ def flatten(records: list[Any], messages: Mapping[str, list[Any]], received_at: 
             if rows.chats[0]["org_id"] is None:
                 rows.chats[0]["org_id"] = org_id
             _member_rows(chat, rows)
-            readable: dict[str, Message] = {}
+            readable: dict[str, tuple[Message, bytes]] = {}
             for index, raw_message in enumerate(messages.get(chat.id, [])):
                 try:
                     if not isinstance(raw_message, dict):
                         raise ValueError(f"a message must be a JSON object, not {type(raw_message).__name__}")
                     message = Message.model_validate(raw_message)
+                    text = dumps(raw_message)
                 except Exception as exc:  # noqa: BLE001
                     row = rejected_row(SOURCE, "messages", raw_message, index, reason(exc), received_at)
                     row["record_key"] = f"{chat.id}/{row['record_key']}"
                     rows.rejected.append(row)
                     continue
-                readable[message.id] = message
+                readable[message.id] = (message, text)
             _message_rows(chat.id, list(readable.values()), rows)
             rows.fingerprint_children()
         except Exception as exc:  # noqa: BLE001 - valid in shape, yet not storable

@@ -1,5 +1,5 @@
--- One row per chat not deleted upstream: its channel, length, duration, cost and tokens.
--- Days are UTC days whatever the session's TimeZone.
+-- One row per chat not deleted upstream: its channel, length, tool calls, duration, cost and
+-- tokens. Days are UTC days whatever the session's TimeZone.
 
 create or replace view chat_summary as
 with
@@ -44,6 +44,9 @@ conversation as (
         chat_id,
         count(*) as message_count,
         count(*) filter (where role = 'user') as turn_count,
+        -- A tool call is counted by the tool message that answers it: Invent has tool messages
+        -- but no tool_calls column, and a Cozmox tool_calls entry is answered by one.
+        count(*) filter (where role = 'tool') as tool_call_count,
         min(created_at) as first_message_at,
         max(created_at) as last_message_at
     from transcript
@@ -85,6 +88,7 @@ final as (
         timezone('UTC', c.created_at)::date as created_day,
         coalesce(m.message_count, 0) as message_count,
         coalesce(m.turn_count, 0) as turn_count,
+        coalesce(m.tool_call_count, 0) as tool_call_count,
         m.first_message_at,
         m.last_message_at,
         epoch(m.last_message_at - m.first_message_at) as duration_seconds,
@@ -101,7 +105,7 @@ final as (
 )
 select * from final;
 
-comment on view chat_summary is 'One row per chat not deleted upstream: its channel, length, duration, cost and tokens.';
+comment on view chat_summary is 'One row per chat not deleted upstream: its channel, length, tool calls, duration, cost and tokens.';
 comment on column chat_summary.source is '''cozmox'' or ''invent''.';
 comment on column chat_summary.chat_id is 'The chat.';
 comment on column chat_summary.org_id is 'The organisation (the account''s client): group by it to bill each one.';
@@ -115,6 +119,7 @@ comment on column chat_summary.updated_at is 'When it last changed.';
 comment on column chat_summary.created_day is 'The UTC day it was created.';
 comment on column chat_summary.message_count is 'Messages in the conversation (Cozmox: its messages list).';
 comment on column chat_summary.turn_count is 'Of those, the user''s.';
+comment on column chat_summary.tool_call_count is 'Tool calls answered in the conversation: its messages with role tool (Cozmox: one per tool_calls entry answered; Invent: tool messages).';
 comment on column chat_summary.first_message_at is 'The first message''s time.';
 comment on column chat_summary.last_message_at is 'The last message''s time.';
 comment on column chat_summary.duration_seconds is 'Seconds from the first message to the last.';

@@ -10,7 +10,16 @@ live_chats as (
     where deleted_at is null
 ),
 cost_entries as (
-    select source, chat_id, type, model, prompt_tokens, completion_tokens, cost
+    select
+        source,
+        chat_id,
+        type,
+        model,
+        prompt_tokens,
+        completion_tokens,
+        reasoning_tokens,
+        cached_prompt_tokens,
+        cost
     from costs
 ),
 usage_rows as (
@@ -41,8 +50,8 @@ cozmox_items as (
         k.prompt_tokens as input_tokens,
         k.completion_tokens as output_tokens,
         k.prompt_tokens + k.completion_tokens as total_tokens,
-        null::bigint as reasoning_tokens,
-        null::bigint as cached_input_tokens,
+        k.reasoning_tokens,
+        k.cached_prompt_tokens as cached_input_tokens,
         k.cost
     from cost_entries k
     join live_chats c using (source, chat_id)
@@ -84,6 +93,6 @@ comment on column spend_items.day is 'UTC day: the message''s (Invent) or the ch
 comment on column spend_items.input_tokens is 'Input tokens.';
 comment on column spend_items.output_tokens is 'Output tokens.';
 comment on column spend_items.total_tokens is 'Total tokens.';
-comment on column spend_items.reasoning_tokens is 'Reasoning tokens (Invent).';
-comment on column spend_items.cached_input_tokens is 'Cached input tokens (Invent).';
+comment on column spend_items.reasoning_tokens is 'Reasoning tokens, part of the output (Cozmox: reasoningTokens of the cost entry); NULL where the item says none.';
+comment on column spend_items.cached_input_tokens is 'Input tokens served from a cache (Cozmox: cachedPromptTokens of the cost entry); NULL where the item says none.';
 comment on column spend_items.cost is 'Cost (Cozmox); NULL where the source reports none.';
