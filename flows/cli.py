@@ -34,6 +34,7 @@ app = typer.Typer(
 )
 # Piped output keeps whole table rows rather than the 80 columns rich assumes off a terminal.
 out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 class CommandError(Exception):
@@ -290,7 +291,8 @@ def query(
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     database: Database = None,
 ) -> None:
-    """Answers one SQL query from the warehouse."""
+    """Answers one reading SQL statement from the warehouse (or its read copy while a sync
+    writes it)."""
     import duckdb
 
     from flows.query import FORMATS, run_query
@@ -299,7 +301,7 @@ def query(
         raise CommandError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     settings = load_settings(database=database)
     try:
-        run_query(settings.database, sql, fmt, out)
+        run_query(settings.database, settings.read_copy, sql, fmt, out, err)
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise CommandError(f"query: {first}") from None
@@ -311,13 +313,16 @@ def export(
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
     database: Database = None,
 ) -> None:
-    """Writes every table as Parquet (or CSV), for other engines."""
-    from flows.query import export as export_tables
+    """Writes the whole warehouse (a Parquet or CSV file per table, and the schema and views as
+    SQL) for other engines, or for `IMPORT DATABASE`."""
+    from flows.query import export as export_database
 
     if fmt not in ("parquet", "csv"):
         raise CommandError(f"--format: {fmt!r} is not parquet or csv")
-    paths = export_tables(load_settings(database=database).database, directory, fmt)
-    out.print(f"Wrote {len(paths)} tables to {directory}")
+    settings = load_settings(database=database)
+    paths = export_database(settings.database, settings.read_copy, directory, fmt, err)
+    tables = sum(1 for p in paths if p.suffix == f".{fmt}")
+    out.print(f"Wrote {tables} tables and the schema to {directory}")
 
 
 @app.command()
@@ -325,7 +330,7 @@ def status(database: Database = None, account: AccountName = None) -> None:
     """Watermarks per account and their age, the last runs and their counts, table sizes."""
     from flows.status import print_status
 
-    print_status(load_settings(database=database), out, account)
+    print_status(load_settings(database=database), out, err, account)
 
 
 @app.command()

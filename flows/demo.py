@@ -16,7 +16,7 @@ from datetime import timedelta
 from rich.console import Console
 from rich.table import Table
 
-from load.warehouse import Warehouse
+from load.read_copy import open_for_reading, read_copy_path
 
 QUESTIONS = {
     "Top models by spend (both sources)": """
@@ -33,9 +33,9 @@ QUESTIONS = {
 
 
 def answer(database: str, out: Console) -> None:
-    with Warehouse(database) as wh:
+    with open_for_reading(database, None) as opened:
         for title, sql in QUESTIONS.items():
-            result = wh.con.execute(sql)
+            result = opened.con.execute(sql)
             table = Table(title=title, title_justify="left")
             for column in result.description:
                 table.add_column(column[0])
@@ -90,6 +90,8 @@ def run_demo(database: str, chats: int, out: Console) -> None:
         run_sync_flow(None, False, settings)
     out.rule("3. what the warehouse answers")
     answer(database, out)
-    out.print(f"\nThe warehouse is in [bold]{database}[/bold]. Try:\n"
+    out.print(f"\nThe warehouse is in {database}. Try:\n"
               f"  .venv/bin/chatsync query \"select * from model_spend\" --database {database}\n"
-              f"  .venv/bin/chatsync status --database {database}")
+              f"  .venv/bin/chatsync status --database {database}\n"
+              f"Notebooks and BI tools open its read copy, which every sync that changes it replaces:\n"
+              f"  duckdb.connect(\"{read_copy_path(database)}\", read_only=True)", markup=False)

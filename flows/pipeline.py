@@ -25,7 +25,7 @@ from flows.accounts import Account, ConfigError, selected_accounts
 from flows.progress import reporter
 from flows.settings import Settings
 from flows.sources import SOURCES
-from load.warehouse import AccountKey, TooManyDeletions, Warehouse, now_utc
+from load.warehouse import AccountKey, DatabaseBusy, TooManyDeletions, Warehouse, now_utc, record_missed_run
 from transform.batch import Batch, odd_message_times
 
 log = logging.getLogger("chatsync")
@@ -334,12 +334,23 @@ def backfill_account(settings: Settings, warehouse: Warehouse, account: Account,
     return run_account(settings, warehouse, account, "backfill", work, done)
 
 
+def open_warehouse(settings: Settings, accounts: list[Account], mode: str) -> Warehouse:
+    """The writer's connection, after waiting its turn; it publishes the read copy on closing.
+    A run that never gets its turn is still recorded, for `status` to show."""
+    started_at = now_utc()
+    try:
+        return Warehouse(settings.database, settings.wait.total_seconds(), settings.read_copy)
+    except DatabaseBusy as exc:
+        record_missed_run(settings.database, [(a.source, a.name) for a in accounts], mode, started_at, str(exc))
+        raise
+
+
 def run_sync(settings: Settings, source: str | None = None, *, full_refresh: bool = False,
              account: str | None = None) -> list[RunSummary]:
     """Syncs each selected account in turn; one account failing does not stop the others."""
     accounts = selected_accounts(settings, source, account)
     done: set[tuple[str, str]] = set()
-    with Warehouse(settings.database, settings.wait.total_seconds()) as warehouse:
+    with open_warehouse(settings, accounts, "full_refresh" if full_refresh else "incremental") as warehouse:
         return [sync_account(settings, warehouse, a, full_refresh=full_refresh, done=done) for a in accounts]
 
 
@@ -347,7 +358,7 @@ def run_backfill(settings: Settings, since: datetime, until: datetime | None = N
                  window: timedelta = timedelta(days=1), account: str | None = None) -> list[RunSummary]:
     accounts = selected_accounts(settings, source, account)
     done: set[tuple[str, str]] = set()
-    with Warehouse(settings.database, settings.wait.total_seconds()) as warehouse:
+    with open_warehouse(settings, accounts, "backfill") as warehouse:
         return [backfill_account(settings, warehouse, a, since, until, window, done=done) for a in accounts]
 
 
@@ -400,5 +411,5 @@ def run_reconcile(settings: Settings, source: str | None = None, account: str | 
                   force: bool = False) -> list[RunSummary]:
     accounts = selected_accounts(settings, source, account)
     done: set[tuple[str, str]] = set()
-    with Warehouse(settings.database, settings.wait.total_seconds()) as warehouse:
+    with open_warehouse(settings, accounts, "reconcile") as warehouse:
         return [reconcile_account(settings, warehouse, a, done, force) for a in accounts]

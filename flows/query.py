@@ -1,4 +1,4 @@
-"""`chatsync query` and `chatsync export`: answers and copies without opening a DuckDB shell."""
+"""`chatsync query` and `chatsync export`: answers and copies, read-only, without a DuckDB shell."""
 
 from __future__ import annotations
 
@@ -6,21 +6,30 @@ import csv
 import sys
 from pathlib import Path
 
+import duckdb
 import orjson
 from rich.console import Console
 from rich.table import Table
 
-from load.warehouse import Warehouse
+from load.read_copy import Reading, open_for_reading, refuse_writes
+from load.views import VIEWS
 
 FORMATS = ("table", "csv", "json")
 
 
-def run_query(database: str, sql: str, fmt: str, out: Console) -> int:
-    """Prints the result of one statement; returns the number of rows."""
-    with Warehouse(database) as wh:
-        result = wh.con.execute(sql)
-        if result.description is None:
-            return 0
+def reading(database: str, read_copy: str | None, err: Console) -> Reading:
+    """The warehouse opened read-only (its read copy while a sync writes it, said on stderr)."""
+    opened = open_for_reading(database, read_copy)
+    if opened.note:
+        err.print(f"chatsync: {opened.note}", markup=False, highlight=False, soft_wrap=True)
+    return opened
+
+
+def run_query(database: str, read_copy: str | None, sql: str, fmt: str, out: Console, err: Console) -> int:
+    """Prints the result of one reading statement; returns the number of rows."""
+    with reading(database, read_copy, err) as opened:
+        refuse_writes(opened.con, sql)
+        result = opened.con.execute(sql)
         columns = [d[0] for d in result.description]
         rows = result.fetchall()
     if fmt == "csv":
@@ -38,18 +47,29 @@ def run_query(database: str, sql: str, fmt: str, out: Console) -> int:
     return len(rows)
 
 
-def export(database: str, directory: str, fmt: str = "parquet") -> list[Path]:
-    """Every table as one file in `directory`, for other engines."""
+def export(database: str, read_copy: str | None, directory: str, fmt: str, err: Console) -> list[Path]:
+    """The whole warehouse as DuckDB's EXPORT DATABASE writes it: a file per table, and the
+    schema and views as SQL (`schema.sql`, `load.sql`), so `IMPORT DATABASE` rebuilds it."""
     target = Path(directory)
-    target.mkdir(parents=True, exist_ok=True)
-    written = []
-    with Warehouse(database) as wh:
-        tables = [name for (name,) in wh.con.execute(
-            "select table_name from duckdb_tables() where database_name = current_database() order by 1"
-        ).fetchall()]
-        for name in tables:
-            path = target / f"{name}.{fmt}"
-            literal = str(path).replace("'", "''")
-            wh.con.execute(f"copy (select * from {name}) to '{literal}' (format {fmt})")
-            written.append(path)
-    return written
+    with reading(database, read_copy, err) as opened:
+        target.mkdir(parents=True, exist_ok=True)
+        before = set(target.iterdir())
+        literal = str(target).replace("'", "''")
+        opened.con.execute(f"export database '{literal}' (format {fmt})")
+    _views_in_dependency_order(target / "schema.sql")
+    return sorted(set(target.iterdir()) - before) or sorted(target.iterdir())
+
+
+def _views_in_dependency_order(schema: Path) -> None:
+    """EXPORT DATABASE writes views in name order, and IMPORT DATABASE fails on one that reads
+    a view created after it: put them in the order the warehouse creates them."""
+    statements = [s.query.strip() for s in duckdb.connect().extract_statements(schema.read_text())]
+    order = {name: i for i, name in enumerate(VIEWS)}
+
+    def view(statement: str) -> str | None:
+        words = statement.split(None, 3)
+        return words[2].strip('"') if words[:2] == ["CREATE", "VIEW"] else None
+
+    others = [s for s in statements if view(s) is None]
+    views = sorted((s for s in statements if view(s) is not None), key=lambda s: order.get(view(s), len(order)))
+    schema.write_text("".join(f"{s};\n" for s in others + views))

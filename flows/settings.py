@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import AliasChoices, BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from load.read_copy import read_copy_path
 from extract.settings import (
     COZMOX_MAX_LIMIT,
     COZMOX_DEFAULT_BASE_URL,
@@ -49,6 +50,8 @@ class Settings(BaseSettings):
     # How long a sync, backfill or reconcile waits for another process to let go of the
     # warehouse file: scheduled runs of different accounts take turns on it.
     wait: Annotated[timedelta, BeforeValidator(_duration)] = Field(timedelta(minutes=3), validation_alias=_env("CHATSYNC_WAIT"))
+    # The copy people and tools read while syncs write (`off`: none); default NAME.read.duckdb.
+    read_database: str | None = Field(None, validation_alias=_env("CHATSYNC_READ_DATABASE"))
     # More accounts (many keys and orgs), from a file that names where each key is kept.
     config: str = Field("chatsync.toml", validation_alias=_env("CHATSYNC_CONFIG"))
 
@@ -69,3 +72,7 @@ class Settings(BaseSettings):
     invent_requests_per_minute: float = Field(
         450, ge=0, validation_alias=_env("CHATSYNC_INVENT_REQUESTS_PER_MINUTE")
     )
+
+    @property
+    def read_copy(self) -> str | None:
+        return read_copy_path(self.database, self.read_database)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import duckdb
 from rich.console import Console
 from rich.table import Table
 
+from flows.query import reading
 from flows.settings import Settings
-from load.warehouse import Warehouse
+from load.errors import DatabaseError
+from load.warehouse import latest_migration, missed_runs_path, missed_runs_query
 
 TABLES = ("chats", "messages", "usage", "costs", "chat_members", "rejected_records", "sync_runs")
 
@@ -62,11 +65,16 @@ order by 2, 1
 """
 
 
-def print_status(settings: Settings, out: Console, account: str | None = None) -> None:
+def print_status(settings: Settings, out: Console, err: Console, account: str | None = None) -> None:
     """One row per account (its organisation, watermark and last run), the last runs, table
-    sizes and what waits in rejected_records."""
-    with Warehouse(settings.database) as wh:
-        con = wh.con
+    sizes and what waits in rejected_records. Read-only: the read copy while a sync writes."""
+    with reading(settings.database, settings.read_copy, err) as opened:
+        con = opened.con
+        version, expected = con.execute("select max(version) from schema_migrations").fetchone()[0], latest_migration()
+        if version < expected:
+            raise DatabaseError(f"{opened.path} was written by an older chatsync (schema {version}, this one "
+                                f"reads {expected}): the next sync, backfill or reconcile upgrades it")
+        _with_missed_runs(con, settings.database)
         accounts = [r for r in con.execute(ACCOUNTS).fetchall() if account is None or r[0] == account]
         out.print(_table(
             "accounts",
@@ -94,3 +102,15 @@ def print_status(settings: Settings, out: Console, account: str | None = None) -
         ).fetchall()
         if waiting:
             out.print(_table("rejected records", ["source", "stream", "records"], waiting))
+
+
+def _with_missed_runs(con: duckdb.DuckDBPyConnection, database: str) -> None:
+    """Runs that never got to open the warehouse wait beside it until the next writer records
+    them; shown here already, by a temporary view that shadows sync_runs for this connection."""
+    path = missed_runs_path(database)
+    pending = [p for p in (path.with_name(f"{path.name}.taking"), path) if p.exists()]
+    if not pending:
+        return
+    catalog = con.execute("select current_database()").fetchone()[0].replace('"', '""')
+    con.execute(f'create temp view sync_runs as select * from "{catalog}".main.sync_runs '
+                f"union all by name {missed_runs_query(pending)}")

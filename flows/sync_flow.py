@@ -16,7 +16,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
 from flows.accounts import Account, selected_accounts
-from flows.pipeline import RunSummary, backfill_account, reconcile_account, sync_account
+from flows.pipeline import RunSummary, backfill_account, open_warehouse, reconcile_account, sync_account
 from flows.settings import Settings
 from load.warehouse import DatabaseError, Warehouse
 
@@ -102,7 +102,7 @@ def sync_flow(source: str | None = None, database: str | None = None, full_refre
     done: Done = set()
     try:
         accounts = selected_accounts(settings, source, account)
-        with Warehouse(settings.database, settings.wait.total_seconds()) as warehouse:
+        with open_warehouse(settings, accounts, "full_refresh" if full_refresh else "incremental") as warehouse:
             summaries = [
                 sync_account_task.with_options(task_run_name=f"sync-{a.name}", tags=_tags(a))(
                     settings, warehouse, a, full_refresh, done)
@@ -123,7 +123,7 @@ def backfill_flow(since: datetime, until: datetime | None = None, source: str | 
     done: Done = set()
     try:
         accounts = selected_accounts(settings, source, account)
-        with Warehouse(settings.database, settings.wait.total_seconds()) as warehouse:
+        with open_warehouse(settings, accounts, "backfill") as warehouse:
             summaries = []
             for a in accounts:
                 def run_window(name: str, work: Callable[[], None], a: Account = a) -> None:
@@ -145,7 +145,7 @@ def reconcile_flow(source: str | None = None, database: str | None = None, inven
     done: Done = set()
     try:
         accounts = selected_accounts(settings, source, account)
-        with Warehouse(settings.database, settings.wait.total_seconds()) as warehouse:
+        with open_warehouse(settings, accounts, "reconcile") as warehouse:
             summaries = [
                 reconcile_account_task.with_options(task_run_name=f"reconcile-{a.name}", tags=_tags(a))(
                     settings, warehouse, a, done, force)

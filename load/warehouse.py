@@ -7,8 +7,8 @@ time, so holding it also keeps a second sync from interleaving with this one.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
-import re
 import sys
 import time
 import uuid
@@ -20,6 +20,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from load.errors import DatabaseBusy, DatabaseError, lock_holder
+from load.read_copy import is_local, is_published, publish_and_close
 from load.views import apply_views
 from transform.batch import Batch
 
@@ -57,18 +59,10 @@ INDEX_BYTES_PER_ROW = 100
 CLOSE_CHECKPOINT_BYTES = 32 * 2**20
 
 
-class DatabaseError(Exception):
-    """The warehouse could not be opened or written."""
-
-
 class TooManyDeletions(Exception):
     def __init__(self, count: int) -> None:
         super().__init__(f"{count} chats to mark deleted")
         self.count = count
-
-
-class DatabaseBusy(DatabaseError):
-    """Another process holds the DuckDB file."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +95,6 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
-_LOCK_HOLDER = re.compile(r"held in (.+?) \(PID (\d+)\)")
 WAIT_REPORT_SECONDS = 5.0
 
 
@@ -114,26 +107,62 @@ def _connect(database: str, wait_seconds: float) -> duckdb.DuckDBPyConnection:
         try:
             return duckdb.connect(database)
         except duckdb.IOException as exc:
-            text = str(exc)
-            if "lock" not in text.lower():
-                raise DatabaseError(f"database {database} could not be opened: {text}") from None
-            found = _LOCK_HOLDER.search(text)
-            holder = f"{found.group(1)} (PID {found.group(2)})" if found else "another process"
+            holder = lock_holder(str(exc))
+            if holder is None:
+                raise DatabaseError(f"database {database} could not be opened: {exc}") from None
             now = time.monotonic()
             if now - began >= wait_seconds:
                 waited = f" after waiting {wait_seconds:g}s" if wait_seconds else ""
                 raise DatabaseBusy(f"database {database} is busy: it is held by {holder}{waited}") from None
             if now - reported >= WAIT_REPORT_SECONDS:
                 reported = now
-                log.info("database %s is held by %s; waiting up to %.0fs more", database, holder,
+                log.warning("database %s is held by %s; waiting up to %.0fs more", database, holder,
                          wait_seconds - (now - began))
             time.sleep(0.2)
 
 
+def missed_runs_path(database: str) -> Path:
+    return Path(f"{database}.missed-runs.jsonl")
+
+
+MISSED_RUN_COLUMNS = ("run_id", "source", "account", "mode", "started_at", "finished_at", "status", "error")
+
+
+def missed_runs_query(paths: list[Path]) -> str:
+    """A select of the runs written down in these files, as sync_runs columns."""
+    files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+    types = ", ".join(f"{c}: '{'timestamptz' if c.endswith('_at') else 'varchar'}'" for c in MISSED_RUN_COLUMNS)
+    return (f"select {', '.join(MISSED_RUN_COLUMNS)} from read_json([{files}], "
+            f"format = 'newline_delimited', columns = {{{types}}})")
+
+
+def latest_migration() -> int:
+    return _migrations()[-1][0]
+
+
+def record_missed_run(database: str, accounts: list[tuple[str, str]], mode: str, started_at: datetime,
+                      error: str) -> None:
+    """Writes down, beside the warehouse, a run that never got to open it (another process held
+    it), one line per account; the next writer moves them into sync_runs, and `status` shows
+    them before that. The file is a log, not a store: lines are only ever appended, then taken."""
+    if not is_local(database):
+        return
+    finished = now_utc().isoformat()
+    with missed_runs_path(database).open("ab") as out:
+        for source, name in accounts:
+            row = (str(uuid.uuid4()), source, name, mode, started_at.isoformat(), finished, "failed", error)
+            out.write(json.dumps(dict(zip(MISSED_RUN_COLUMNS, row))).encode() + b"\n")
+
+
 class Warehouse:
-    def __init__(self, database: str, wait_seconds: float = 0.0) -> None:
+    """The writer's connection. With `read_copy`, a session that changed anything publishes
+    the read copy there when it closes (see load/read_copy.py)."""
+
+    def __init__(self, database: str, wait_seconds: float = 0.0, read_copy: str | None = None) -> None:
         self.database = database
-        if not database.startswith("md:") and database != ":memory:":
+        self.read_copy = read_copy if is_local(database) else None
+        self.changed = False
+        if is_local(database):
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.con = _connect(database, wait_seconds)
         self.con.execute("set TimeZone = 'UTC'")
@@ -147,6 +176,7 @@ class Warehouse:
         self.con.execute("set checkpoint_threshold = '1GB'")
 
         self.migrate()
+        self._take_missed_runs()
 
     def close(self) -> None:
         if self._closed:
@@ -154,6 +184,12 @@ class Warehouse:
         self._closed = True
         if self._reader is not None:
             self._reader.close()
+        if self.read_copy and (self.changed or not is_published(self.read_copy)):
+            try:
+                publish_and_close(self.con, self.database, self.read_copy)
+            except (OSError, duckdb.Error) as exc:  # the warehouse has the data; readers wait a run
+                log.warning("the read copy %s was not published: %s", self.read_copy, exc)
+            return
         wal = Path(f"{self.database}.wal")
         if wal.exists() and wal.stat().st_size < CLOSE_CHECKPOINT_BYTES:
             # A checkpoint rewrites every row group a run touched: a second for 1% of 20,000
@@ -206,6 +242,19 @@ class Warehouse:
                 con.execute("rollback")
                 raise
         apply_views(con)
+
+    def _take_missed_runs(self) -> None:
+        if not is_local(self.database):
+            return
+        path = missed_runs_path(self.database)
+        taken = path.with_name(f"{path.name}.taking")  # still there if a take was cut short
+        if not taken.exists():
+            if not path.exists():
+                return
+            path.replace(taken)  # lines appended from now on wait for the next writer
+        self.con.execute(f"insert into sync_runs ({', '.join(MISSED_RUN_COLUMNS)}) {missed_runs_query([taken])}"
+                         " on conflict do nothing")
+        taken.unlink()
 
     # -- sync state -----------------------------------------------------------------------
 
@@ -287,6 +336,7 @@ class Warehouse:
                 " and chat_id in (select chat_id from listed_ids)", scope
             ).fetchone()[0]
             con.execute("commit")
+            self.changed = self.changed or bool(deleted or restored)
         except Exception:
             con.execute("rollback")
             raise
@@ -304,12 +354,14 @@ class Warehouse:
         here belongs to a process that is gone.
         """
         run_id = str(uuid.uuid4())
-        self.con.execute(
+        interrupted = self.con.execute(
             "update sync_runs set status = 'interrupted', finished_at = ?,"
             " error = 'the process stopped before the run finished'"
             " where source = ? and coalesce(account, source) = ? and status = 'running'",
             [now_utc(), account.source, account.name],
-        )
+        ).fetchone()[0]
+        # What that run loaded never reached the read copy.
+        self.changed = self.changed or bool(interrupted)
         self.con.execute(
             "insert into sync_runs (run_id, source, account, org_id, mode, started_at, status)"
             " values (?, ?, ?, ?, ?, ?, 'running')",
@@ -418,6 +470,7 @@ class Warehouse:
         except Exception:
             con.execute("rollback")
             raise
+        self.changed = self.changed or bool(chats_upserted or messages_upserted or batch.rejected)
         return LoadResult(chats_upserted, messages_upserted, len(batch.rejected))
 
     def _replace_children(self, name: str, key: tuple[str, ...], batch: Batch, by_key: bool, held: bool) -> int:
