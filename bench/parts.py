@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from extract.cozmox import split_envelope  # noqa: E402
 from extract.http import CookielessClient  # noqa: E402
-from flows.pipeline import settle_heap  # noqa: E402
+from flows import runtime  # noqa: E402
 from load.warehouse import AccountKey, Warehouse  # noqa: E402
 from simulator import Simulator, SimulatorServer  # noqa: E402
 from transform.cozmox import Chat, flatten  # noqa: E402
@@ -101,7 +101,8 @@ def sync(texts: list[bytes], chats: int, with_raw: bool = True) -> None:
 
 def main(chats: int) -> None:
     pages = download(chats)
-    settle_heap()  # the garbage collector set as a sync sets it
+    runtime.apply()
+    runtime.settle_heap()  # the garbage collector set as a sync sets it
     print(f"{chats} Cozmox chats, {sum(map(len, pages)) / 2**20:.0f} MB of pages; CPU seconds of each part alone:")
     texts = timed("cut the pages into chats (msgspec)", chats,
                   lambda: [text for body in pages for text in split_envelope(body, "/chat")["results"]])

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import orjson
@@ -92,14 +92,6 @@ def _retry_after(value: str | None) -> float | None:
 
 
 Decoder = Callable[[bytes, str], Any]
-
-
-def _let_go(response: httpx.Response) -> None:
-    """httpx's response and its stream refer to each other, so only the garbage collector frees
-    them, with the body they hold, and a response that has outlived a collection or two waits for
-    the rare full one: hundreds of megabytes of read pages in a large sync. Unlinked here, the
-    body goes as soon as it has been decoded."""
-    response.stream = httpx.ByteStream(b"")
 
 
 def _classify(source: str, path: str, response: httpx.Response, decode_body: Decoder) -> Any:
@@ -210,7 +202,14 @@ class RateLimit:
             time.sleep(slot - now)
 
 
+def _keep_response(response: httpx.Response) -> None:
+    """What happens to a response once its body is decoded: nothing, unless flows/runtime.py
+    says otherwise."""
+
+
 class ApiClient:
+    after_decode: ClassVar[Callable[[httpx.Response], None]] = staticmethod(_keep_response)
+
     def __init__(
         self,
         source: str,
@@ -269,7 +268,7 @@ class ApiClient:
                 try:
                     body = _classify(self.source, path, response, decode_body)
                 finally:
-                    _let_go(response)
+                    self.after_decode(response)
                 problem = check(body) if check else None
                 if problem:
                     raise _Retryable(f"{problem} from {path}")

@@ -22,7 +22,7 @@ from typer._click.exceptions import ClickException  # noqa: E402  (typer vendors
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from flows import temporary_server  # noqa: E402
+from flows import runtime, temporary_server  # noqa: E402
 from flows.progress import live  # noqa: E402
 from flows.settings import Settings  # noqa: E402
 
@@ -350,6 +350,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from load.warehouse import DatabaseError
 
     args = sys.argv[1:] if argv is None else argv
+    runtime.apply()
     try:
         app(args=args or ["--help"], standalone_mode=False, prog_name="chatsync")
         return 0

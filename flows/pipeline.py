@@ -6,15 +6,12 @@ A record's path: `extract` pages it out of the API, `transform` turns the page i
 
 from __future__ import annotations
 
-import gc
 import logging
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -23,6 +20,7 @@ from extract.http import ApiClient, RetryPolicy, SourceError
 from extract.source import BackfillWalk, Fetched, ReadOptions, Source
 from flows.accounts import Account, ConfigError, selected_accounts
 from flows.progress import reporter
+from flows.runtime import quick_handoffs, settle_heap
 from flows.settings import Settings
 from flows.sources import SOURCES
 from load.warehouse import AccountKey, DatabaseBusy, TooManyDeletions, Warehouse, now_utc, record_missed_run
@@ -95,17 +93,6 @@ def open_source(settings: Settings, account: Account) -> Source:
     return SOURCES[account.source][0](make_client(settings, account), account.org, options)
 
 
-def settle_heap() -> None:
-    """Moves what is alive now (Prefect, pydantic, DuckDB: a large heap) out of the garbage
-    collector's sight. Pages make millions of short-lived objects that reference counting frees;
-    each collection they set off would otherwise walk that whole heap again (a third of the
-    time spent parsing a large history). Even the young objects a page keeps alive for a moment
-    cost a collection every 10,000 of them, and a sync makes almost nothing cyclic (httpx's
-    responses were, see extract/http.py), so collections wait for 100,000."""
-    gc.freeze()
-    gc.set_threshold(100_000, 10, 10)
-
-
 def run_account(settings: Settings, warehouse: Warehouse, account: Account, mode: str,
                 work: Callable[[RunSummary, Source], None], done: set[tuple[str, str]] | None = None) -> RunSummary:
     """One account's run, recorded in `sync_runs` whatever its outcome.
@@ -168,7 +155,6 @@ def run_account(settings: Settings, warehouse: Warehouse, account: Account, mode
 # once: one loading, one being built).
 GROUP_CHATS = 500
 GROUP_RAW_BYTES = 8 * 2**20
-LOAD_SWITCH_INTERVAL = 0.0002
 
 
 def grouped(steps: Iterator[Step]) -> Iterator[Step]:
@@ -187,20 +173,6 @@ def grouped(steps: Iterator[Step]) -> Iterator[Step]:
             pending = None
     if pending is not None:
         yield pending
-
-
-@contextmanager
-def quick_handoffs() -> Iterator[None]:
-    """Has the interpreter lock change hands within 0.2 ms rather than Python's 5 ms while a
-    load runs. A call into DuckDB lets go of the lock and waits to take it back while the main
-    thread, building the next group, holds it: at 5 ms, the loads of a large Cozmox sync took
-    12-13 s for 4.5 s of work; at 0.2 ms, 7.5-9.5 s."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(LOAD_SWITCH_INTERVAL)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
 
 
 def steps_of(reads: Iterator[Fetched], account: Account, org_id: str | None) -> Iterator[Step]:

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
+from flows import runtime
 from flows.accounts import Account, selected_accounts
 from flows.pipeline import RunSummary, backfill_account, open_warehouse, reconcile_account, sync_account
 from flows.settings import Settings
@@ -98,6 +99,7 @@ def sync_flow(source: str | None = None, database: str | None = None, full_refre
     when any account failed; the accounts that worked keep what they loaded.
     """
     logger = get_run_logger()
+    runtime.apply()
     settings = flow_settings(database, invent_org_id)
     done: Done = set()
     try:
@@ -119,6 +121,7 @@ def backfill_flow(since: datetime, until: datetime | None = None, source: str | 
                   window_seconds: float = 86400, database: str | None = None,
                   invent_org_id: str | None = None, account: str | None = None) -> State:
     """Loads an updated-at range in windows, each read a task of its own; watermarks stay put."""
+    runtime.apply()
     settings = flow_settings(database, invent_org_id)
     done: Done = set()
     try:
@@ -141,6 +144,7 @@ def reconcile_flow(source: str | None = None, database: str | None = None, inven
                    account: str | None = None, force: bool = False) -> State:
     """Marks chats deleted upstream with deleted_at, account by account; rows are never deleted.
     `force` marks even where the listing looks partial or would mark more than a tenth."""
+    runtime.apply()
     settings = flow_settings(database, invent_org_id)
     done: Done = set()
     try:

@@ -6,10 +6,8 @@ time, so holding it also keeps a second sync from interleaving with this one.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,17 +25,6 @@ from transform.batch import Batch
 
 log = logging.getLogger("chatsync")
 
-
-def _pandas_known_absent() -> None:
-    """DuckDB tries to import pandas at every execute. Where it is not installed each try
-    searches the whole import path again: 250 us a statement here, about a second of a large
-    sync in its profile. Recorded once as absent, the try fails at once; where pandas is
-    installed, nothing changes."""
-    if "pandas" not in sys.modules and importlib.util.find_spec("pandas") is None:
-        sys.modules["pandas"] = None  # type: ignore[assignment]
-
-
-_pandas_known_absent()
 
 # Each child table and its key after `source`: what a repeated row is recognised by.
 CHILD_KEYS: dict[str, tuple[str, ...]] = {

@@ -35,6 +35,14 @@ HISTORY_END = (datetime.now(timezone.utc) - timedelta(days=1)).replace(second=0,
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _runtime_tweaks():
+    """The tweaks the command applies, so that tests run the pipeline as users do."""
+    from flows import runtime
+
+    runtime.apply()
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _quiet_prefect_shutdown():
     """Prefect says goodbye when the session ends, after pytest has closed the captured stdout."""
     yield

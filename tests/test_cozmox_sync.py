@@ -390,7 +390,7 @@ def test_arrow_allocates_on_jemalloc_unless_the_user_chose(monkeypatch):
     """Arrow's default allocator kept what batches freed: 70 MB more at a large sync's peak."""
     import pyarrow as pa
 
-    from transform import batch
+    from flows import runtime
 
     if "jemalloc" not in pa.supported_memory_backends():
         pytest.skip("this pyarrow build has no jemalloc")
@@ -398,10 +398,10 @@ def test_arrow_allocates_on_jemalloc_unless_the_user_chose(monkeypatch):
     try:
         pa.set_memory_pool(pa.system_memory_pool())
         monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
-        batch._arrow_on_jemalloc()
+        runtime._arrow_on_jemalloc()
         assert pa.default_memory_pool().backend_name == "system"
         monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
-        batch._arrow_on_jemalloc()
+        runtime._arrow_on_jemalloc()
         assert pa.default_memory_pool().backend_name == "jemalloc"
     finally:
         pa.set_memory_pool(before)

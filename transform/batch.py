@@ -7,7 +7,6 @@ tables rather than row by row.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -20,20 +19,6 @@ TS = pa.timestamp("us", tz="UTC")
 # DuckDB stores it without parsing it again, which took a third of the time of inserting chats.
 JSON = pa.json_(pa.string())
 
-
-def _arrow_on_jemalloc() -> None:
-    """Arrow's default allocator (mimalloc) keeps what a batch freed for reuse: a large sync
-    peaked 70 MB higher on it than on jemalloc, in the same time. A user's own choice
-    (ARROW_DEFAULT_MEMORY_POOL) wins, and a build without jemalloc keeps its default."""
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return
-    try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-    except NotImplementedError:
-        pass
-
-
-_arrow_on_jemalloc()
 
 SCHEMAS: dict[str, pa.Schema] = {
     "chats": pa.schema(
