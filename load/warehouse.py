@@ -36,13 +36,12 @@ CHILD_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-# What a sync works in beside the key indexes (see bound_memory). 128 MiB rather than 256 took
-# 100 MB off the peak of a 25,000-chat sync, in the same time.
+# What a sync works in beside the key indexes (see bound_memory); less runs out of memory.
 SYNC_MEMORY_MIB = 128
-# DuckDB loads a primary-key index whole to change it: 6 million message keys took 230 MB, and
-# a cap below that ends a load with a fatal out-of-memory error. Keys here run longer than
-# those measured, so room is left generously for every row held.
+# DuckDB loads a primary-key index whole to change it, and a cap below it ends the load with a
+# fatal out-of-memory error: room is left generously for every row held.
 INDEX_BYTES_PER_ROW = 100
+# A log smaller than this is left for the next open to replay rather than checkpointed at close.
 CLOSE_CHECKPOINT_BYTES = 32 * 2**20
 
 
@@ -155,11 +154,9 @@ class Warehouse:
         self.con.execute("set TimeZone = 'UTC'")
         self._reader: duckdb.DuckDBPyConnection | None = None
         self._closed = False
-        # Raw chats make the write-ahead log grow fast. Checkpointing it every 16 MB (the
-        # default) cost a third of a full sync, and a checkpoint in the middle of a large load
-        # rewrites the row groups it left half full: 20,000 chats made a 564 MB file with a
-        # checkpoint at 256 MB, 334 MB with one at the end only. A crash still replays the log
-        # on the next open.
+        # Raw chats make the log grow fast, and a checkpoint in the middle of a large load
+        # rewrites the row groups it left half full: one at the end instead (a crash still
+        # replays the log on the next open).
         self.con.execute("set checkpoint_threshold = '1GB'")
 
         self.migrate()
@@ -179,9 +176,8 @@ class Warehouse:
             return
         wal = Path(f"{self.database}.wal")
         if wal.exists() and wal.stat().st_size < CLOSE_CHECKPOINT_BYTES:
-            # A checkpoint rewrites every row group a run touched: a second for 1% of 20,000
-            # chats. A small log is left for the next open to replay (about 35 ms a MB) until
-            # the runs after it have made it worth one.
+            # A checkpoint rewrites every row group a run touched, which costs a small run more
+            # than replaying its log at the next open.
             self.con.execute("pragma disable_checkpoint_on_shutdown")
         self.con.close()
 
@@ -192,17 +188,15 @@ class Warehouse:
         self.close()
 
     def bound_memory(self) -> None:
-        """Caps DuckDB's cache for a sync. By default it may take 80% of the machine, and a sync
-        that only appends lets it grow with the history; capped, a sync of 20,000 chats peaked
-        170 MB lower and ran no slower. The key indexes must fit whole, so the cap grows with
-        the rows held: those indexes are the one part of memory that follows the history."""
+        """Caps DuckDB's cache for a sync, which would otherwise grow with the history (up to 80%
+        of the machine). The key indexes must fit whole, so the cap grows with the rows held:
+        they are the one part of memory that follows the history."""
         rows = self.scalar("select coalesce(sum(estimated_size), 0) from duckdb_tables() "
                            "where database_name = current_database()")
         limit = SYNC_MEMORY_MIB + int(rows) * INDEX_BYTES_PER_ROW // 2**20
         self.con.execute(f"set memory_limit = '{limit}MiB'")
         # A sync's loads are small transactions that one thread runs as fast as several, and
-        # each thread holds memory of its own: with one rather than two, a large sync peaked
-        # 60 MB lower in the same time.
+        # each thread holds memory of its own.
         self.con.execute("set threads = 1")
 
     # -- schema ---------------------------------------------------------------------------

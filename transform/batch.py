@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 TS = pa.timestamp("us", tz="UTC")
 # Text that is JSON already (every `raw` here was read or written by a JSON parser): typed so,
-# DuckDB stores it without parsing it again, which took a third of the time of inserting chats.
+# DuckDB stores it without parsing it again.
 JSON = pa.json_(pa.string())
 
 

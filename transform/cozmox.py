@@ -96,8 +96,8 @@ class Chat(Record):
 
     @classmethod
     def held(cls, raw: dict) -> dict:
-        """The chat with its assistant cut to the parts flattened. Held whole, a page's 500
-        decoded assistants took 55-65 us a chat more to decode, validate and let go of."""
+        """The chat with its assistant cut to the parts flattened: the assistant is most of a
+        chat's bytes, and a group's chats stay decoded until their rows are built."""
         assistant = raw.get("assistant")
         return {**raw, "assistant": _flattened_parts(assistant)} if isinstance(assistant, dict) else raw
 
