@@ -65,7 +65,7 @@ class RunSummary:
 
 
 @dataclass
-class Step:
+class LoadStep:
     """Rows to load together, and the watermark they complete (None: not yet one)."""
 
     batch: Batch
@@ -155,9 +155,9 @@ GROUP_CHATS = 500
 GROUP_RAW_BYTES = 8 * 2**20
 
 
-def grouped(steps: Iterator[Step]) -> Iterator[Step]:
+def grouped(steps: Iterator[LoadStep]) -> Iterator[LoadStep]:
     """Consecutive steps as one, up to a group's size; the watermark is the last one reached."""
-    pending: Step | None = None
+    pending: LoadStep | None = None
     for step in steps:
         if pending is None:
             pending = step
@@ -173,15 +173,15 @@ def grouped(steps: Iterator[Step]) -> Iterator[Step]:
         yield pending
 
 
-def steps_of(reads: Iterator[Fetched], account: Account, org_id: str | None) -> Iterator[Step]:
+def steps_of(reads: Iterator[Fetched], account: Account, org_id: str | None) -> Iterator[LoadStep]:
     """What a source reads, as rows: the one place a record turns from sent JSON into rows."""
     flatten = SOURCES[account.source][1]
     for fetched in reads:
         batch = flatten(fetched.records, fetched.children, now_utc(), org_id) if fetched.records else Batch()
-        yield Step(batch, fetched.listed, fetched.watermark, fetched.deferred)
+        yield LoadStep(batch, fetched.listed, fetched.watermark, fetched.deferred)
 
 
-def _load_steps(warehouse: Warehouse, summary: RunSummary, steps: Iterator[Step], *,
+def _load_steps(warehouse: Warehouse, summary: RunSummary, steps: Iterator[LoadStep], *,
                 force: bool = False, keep_watermark: bool = False) -> dict[str, str]:
     """Loads the steps a group at a time; returns the chats left behind (id -> why).
 
@@ -191,7 +191,7 @@ def _load_steps(warehouse: Warehouse, summary: RunSummary, steps: Iterator[Step]
     """
     deferred: dict[str, str] = {}
 
-    def load(step: Step) -> None:
+    def load(step: LoadStep) -> None:
         with quick_handoffs():
             result = warehouse.load(step.batch, account=summary.key, run_id=summary.run_id,
                                     watermark=None if keep_watermark else step.watermark, force=force)
@@ -351,24 +351,24 @@ def reconcile_account(settings: Settings, warehouse: Warehouse, account: Account
     def work(summary: RunSummary, source: Source) -> None:
         if summary.org_id is None:
             # The API lists nothing, so it names no org: the one this account reached before
-            # tells whether chats are held that this would mark.
-            held = warehouse.live_chats(replace(summary.key, org_id=warehouse.last_org(summary.key)))
-            if held:
-                raise SourceError(account.name, f"the API listed no chats at all; refusing to mark {held} deleted")
+            # tells whether chats are live that this would mark.
+            live = warehouse.live_chats(replace(summary.key, org_id=warehouse.last_org(summary.key)))
+            if live:
+                raise SourceError(account.name, f"the API listed no chats at all; refusing to mark {live} deleted")
             return
         ids = source.listed_ids(now_utc())
         summary.chats_fetched = len(ids)
-        held = warehouse.live_chats(summary.key)
-        if not ids and held:
+        live = warehouse.live_chats(summary.key)
+        if not ids and live:
             # A wrong org or a broken API far more often than every chat deleted at once.
-            raise SourceError(account.name, f"the API listed no chats at all; refusing to mark {held} deleted")
+            raise SourceError(account.name, f"the API listed no chats at all; refusing to mark {live} deleted")
         if not force and source.api_total is not None and source.api_seen < source.api_total:
             raise refuse(f"the listing returned {source.api_seen} chats where the API counts {source.api_total}")
-        at_most = None if force else int(held * RECONCILE_MAX_SHARE)
+        at_most = None if force else int(live * RECONCILE_MAX_SHARE)
         try:
             deleted, restored = warehouse.mark_deleted(summary.key, ids, at_most)
         except TooManyDeletions as exc:
-            raise refuse(f"{exc.count} of {held} chats are no longer listed, more than the "
+            raise refuse(f"{exc.count} of {live} chats are no longer listed, more than the "
                          f"{RECONCILE_MAX_SHARE:.0%} one run marks") from None
         summary.chats_upserted = deleted + restored
         log.info("%s: the API lists %d chats of org %s; %d newly marked deleted, %d back again",

@@ -400,7 +400,7 @@ class Warehouse:
                 con.execute(
                     f"""
                     create or replace temp table changed as
-                    select b.source, b.chat_id, b.updated_at, c.chat_id is not null as held,
+                    select b.source, b.chat_id, b.updated_at, c.chat_id is not null as was_stored,
                            c.children_fingerprint is distinct from b.children_fingerprint as rewrite
                     from batch_chats b
                     left join chats c on c.source = b.source and c.chat_id = b.chat_id
@@ -409,12 +409,12 @@ class Warehouse:
                        or (b.updated_at = c.updated_at and b.raw::varchar <> c.raw::varchar)
                     """
                 )
-                chats_upserted, held = con.execute("select count(*), count(*) filter (held) from changed").fetchone()
+                chats_upserted, any_stored = con.execute("select count(*), count(*) filter (was_stored) from changed").fetchone()
                 if chats_upserted:
                     for name, key in CHILD_KEYS.items():
-                        messages_upserted += self._replace_children(name, key, batch, by_key, bool(held))
+                        messages_upserted += self._replace_children(name, key, batch, by_key, bool(any_stored))
                     columns = ", ".join(chats.column_names)
-                    if held:
+                    if any_stored:
                         con.execute("delete from chats t using changed c where t.source = c.source and t.chat_id = c.chat_id")
                     con.execute(
                         f"insert into chats ({columns}, deleted_at, loaded_at)"
@@ -454,14 +454,14 @@ class Warehouse:
         self.changed = self.changed or bool(chats_upserted or messages_upserted or batch.rejected)
         return LoadResult(chats_upserted, messages_upserted, len(batch.rejected))
 
-    def _replace_children(self, name: str, key: tuple[str, ...], batch: Batch, by_key: bool, held: bool) -> int:
+    def _replace_children(self, name: str, key: tuple[str, ...], batch: Batch, by_key: bool, any_stored: bool) -> int:
         """Replaces one child table's rows of the changed chats whose children differ; returns
         how many rows of `messages` it wrote (0 for the other tables).
 
         A delete reads the whole child table: where none of the changed chats was held before (a
         first load, older history backfilled), there is nothing to delete and it is skipped."""
         con = self.con
-        if held:
+        if any_stored:
             con.execute(f"delete from {name} t using changed c"
                         f" where t.source = c.source and t.chat_id = c.chat_id and c.rewrite")
         rows = batch.table(name)

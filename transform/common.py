@@ -3,44 +3,22 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Annotated, Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from extract.http import dumps, lenient_loads
+from extract.times import parse_time
 
 # Python's datetime stops at year 9999 and DuckDB's TIMESTAMPTZ far beyond; a timestamp past
 # either is not a time anybody recorded.
 _MIN = datetime(1, 1, 2, tzinfo=timezone.utc)
 
 
-def _utc(value: Any) -> Any:
-    """Dates and naive date-times are taken as UTC; the APIs send both."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not a timestamp")
-    if isinstance(value, str):
-        text = value.strip()
-        if len(text) == 10 and text[4] == "-" and text[7] == "-":
-            d = date.fromisoformat(text)
-            return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        parsed = datetime.fromisoformat(text)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    raise ValueError(f"not a timestamp: {value!r}")
-
-
-def _to_utc(value: Any) -> Any:
-    return _utc(value).astimezone(timezone.utc)
-
-
-Timestamp = Annotated[datetime, BeforeValidator(_to_utc)]
+# Dates and naive date-times are taken as UTC; the APIs send both.
+Timestamp = Annotated[datetime, BeforeValidator(parse_time)]
 # Counts land in BIGINT columns: a number past them is a broken record, not an overflow later.
 Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]
 
@@ -61,7 +39,7 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     @classmethod
-    def held(cls, raw: dict) -> dict:
+    def stored_form(cls, raw: dict) -> dict:
         """What of a decoded record its rows are built from: the page's records are all held
         until then, so a source may leave out what it never flattens. The record is stored
         from its text, not from this."""
@@ -121,7 +99,7 @@ class Readable(NamedTuple):
     index: int  # its place on the page
 
 
-def sent(record: Any) -> tuple[Any, bytes]:
+def as_received(record: Any) -> tuple[Any, bytes]:
     """A record and the JSON text to store for it.
 
     A record that comes as text keeps that text where it is plain JSON; one that only a
@@ -149,10 +127,10 @@ def read_page(model: type[Record], records: list[Any], source: str, received_at:
     for index, item in enumerate(records):
         raw = item
         try:
-            raw, text = sent(item)
+            raw, text = as_received(item)
             if not isinstance(raw, dict):
                 raise ValueError(f"a record must be a JSON object, not {type(raw).__name__}")
-            kept = model.held(raw)
+            kept = model.stored_form(raw)
             record = model.model_validate(kept)
         except Exception as exc:  # noqa: BLE001 - any unreadable record is kept, with why
             rejected.append(rejected_row(source, stream, raw, index, reason(exc), received_at))

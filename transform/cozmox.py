@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field, StrictStr, field_validator
 
 from transform.batch import Batch
-from transform.common import Int64, Record, Timestamp, dumps, epoch_ms, read_page, reason, rejected_row, sent, unique_keys
+from transform.common import Int64, Record, Timestamp, as_received, dumps, epoch_ms, read_page, reason, rejected_row, unique_keys
 
 SOURCE = "cozmox"
 
@@ -95,7 +95,7 @@ class Chat(Record):
         return [] if value is None else value
 
     @classmethod
-    def held(cls, raw: dict) -> dict:
+    def stored_form(cls, raw: dict) -> dict:
         """The chat with its assistant cut to the parts flattened: the assistant is most of a
         chat's bytes, and a group's chats stay decoded until their rows are built."""
         assistant = raw.get("assistant")
@@ -216,7 +216,7 @@ def flatten(records: list[Any], children: Mapping[str, list[Any]], received_at: 
                 rows.chats[0]["org_id"] = org_id
             rows.fingerprint_children()
         except Exception as exc:  # noqa: BLE001 - valid in shape, yet not storable
-            whole = sent(text)[0]  # `raw` is the chat as held, without most of its assistant
+            whole = as_received(text)[0]  # `raw` is the chat as held, without most of its assistant
             batch.rejected.append(rejected_row(SOURCE, "chats", whole, index, reason(exc), received_at))
             continue
         batch.extend(rows)
