@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from extract.cozmox import MS, floor_ms, iso, list_params, parse_time
-from extract.doctor import RATE, Answer, Check, Verdict, ask, direction, rate_limit, stamp, time_format, times_of
+from extract.doctor import (RATE, Answer, Check, Verdict, ask, direction, distinct, rate_limit, stamp, time_format,
+                            times_of)
 from extract.settings import COZMOX_CHATS_PATH, COZMOX_REQUESTS_PER_MINUTE
 
 if TYPE_CHECKING:
@@ -82,8 +83,7 @@ def checks(source: Cozmox) -> list[Check]:
         window,
         sort_key,
         _sort_order(key, oldest, newest),
-        time_format(TIMES, {name: [c.get(name) if isinstance(c, dict) else None
-                                   for p in pages for c in p.chats or []] for name in KEYS}),
+        time_format(TIMES, {name: [c.get(name) for c in distinct(p.chats or [] for p in pages)] for name in KEYS}),
         _metadata(pages),
         rate,
     ]
@@ -185,7 +185,7 @@ def _metadata(pages: list[Asked]) -> Check:
             wrong.append(f"{asked}: currentPage {current}")
         if not got <= per <= p.params["limit"]:
             wrong.append(f"{asked}: itemsPerPage {per} with {got} chats served")
-        if total < (p.params["page"] - 1) * per + got:
+        if got and total < (p.params["page"] - 1) * per + got:
             wrong.append(f"{asked}: {got} chats after the first {(p.params['page'] - 1) * per}, "
                          f"yet totalItems {total}")
     totals = [p.meta("totalItems") for p in pages]

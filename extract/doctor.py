@@ -6,6 +6,7 @@ the probes share is here.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -96,6 +97,16 @@ def time_format(assumption: str, values: dict[str, list[Any]], lenient: dict[str
         return Check(assumption, Verdict.VIOLATED, "; ".join(flaws + notes))
     example = next(v for found in values.values() for v in found)
     return Check(assumption, Verdict.OK, "; ".join([f"{seen} of {seen} like {example!r}"] + notes))
+
+
+def distinct(pages: Iterable[list[Any]]) -> list[dict[str, Any]]:
+    """The records of overlapping pages, each once (by id)."""
+    found: dict[Any, dict[str, Any]] = {}
+    for records in pages:
+        for record in records:
+            if isinstance(record, dict):
+                found.setdefault(record.get("id", id(record)), record)
+    return list(found.values())
 
 
 def times_of(records: list[Any], name: str) -> list[datetime | None]:

@@ -19,7 +19,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from extract.cozmox import iso
-from extract.doctor import RATE, Answer, Check, Verdict, ask, direction, rate_limit, stamp, time_format, times_of
+from extract.doctor import (RATE, Answer, Check, Verdict, ask, direction, distinct, rate_limit, stamp, time_format,
+                            times_of)
 from extract.settings import (
     INVENT_CHATS_PATH,
     INVENT_COUNT_HEADER,
@@ -90,32 +91,37 @@ def checks(source: Invent) -> list[Check]:
     refused = first.answer.refused
     if refused is not None and refused.status != 404:
         raise refused  # nothing else can be probed: said as an account's failure
-    if refused is not None or not isinstance(first.answer.body, list):
-        said = (f"{refused.cause}" + ("; set INVENT_ORG_ID to the org's id" if org == INVENT_DEFAULT_ORG else "")
-                if refused is not None else
-                f"GET {first.query} answered a JSON {type(first.answer.body).__name__}, not an array")
-        broken = ORG if refused is not None else ORDER
-        return [Check(name, Verdict.VIOLATED, said) if name == broken
-                else Check(name, Verdict.UNKNOWN, "the chat list could not be read")
-                for name in ASSUMPTIONS if name != RATE] + [rate]
+    if refused is not None:
+        hint = "; set INVENT_ORG_ID to the org's id" if org == INVENT_DEFAULT_ORG else ""
+        return _unread(ORG, refused.cause + hint, rate)
+    if not isinstance(first.answer.body, list):
+        return _unread(ORDER, f"GET {first.query} answered a JSON {type(first.answer.body).__name__}, not an array",
+                       rate)
     second = _list(source, path, page=2, take=SMALL)
     org_check, under_id = _org(source, org, first)
     messages = _Messages(source, take, first.records)
-    chats = first.records + second.records
+    chats = distinct([first.records, second.records])
     return [
         _take([first, second]),
         _headers([first, second] + ([under_id] if under_id is not None else [])),
         _order(first),
-        time_format(TIMES, {"updated_at": [c.get("updated_at") if isinstance(c, dict) else None for c in chats],
+        time_format(TIMES, {"updated_at": [c.get("updated_at") for c in chats],
                             "message created_at": [m.get("created_at") if isinstance(m, dict) else None
                                                    for m in messages.body]},
-                    lenient={"created_at (chats)": [c.get("created_at") for c in chats if isinstance(c, dict)]}),
+                    lenient={"created_at (chats)": [c.get("created_at") for c in chats]}),
         org_check,
         messages.path_check,
         messages.order(),
         messages.since(),
         rate,
     ]
+
+
+def _unread(broken: str, said: str, rate: Check) -> list[Check]:
+    """A chat list that could not be read: the assumption it breaks, and nothing else to tell."""
+    return [Check(name, Verdict.VIOLATED, said) if name == broken
+            else Check(name, Verdict.UNKNOWN, "the chat list could not be read")
+            for name in ASSUMPTIONS if name != RATE] + [rate]
 
 
 def _rate(source: Invent, headers: Any) -> Check:
@@ -161,7 +167,7 @@ def _headers(pages: list[Listed]) -> Check:
             wrong.append(f"{INVENT_PAGE_HEADER} {number} on GET {p.query}")
         if not got <= take <= p.params["take"]:
             wrong.append(f"{INVENT_TAKE_HEADER} {take} with {got} chats served on GET {p.query}")
-        if count < before + got:
+        if got and count < before + got:
             wrong.append(f"{got} chats after the first {before} (GET {p.query}), yet {INVENT_COUNT_HEADER} {count}")
     counts = [p.header(INVENT_COUNT_HEADER) for p in pages]
     if None not in counts and len(set(counts)) > 1:
@@ -173,10 +179,10 @@ def _headers(pages: list[Listed]) -> Check:
         return ", ".join(map(str, values))
 
     echoed = {name: listed([p.header(name) for p in pages]) for name in names}
+    asked = {name: listed([p.params[name] for p in pages]) for name in ("page", "take")}
     return Check(HEADERS, Verdict.OK, f"{INVENT_COUNT_HEADER} {counts[0]} on all {len(pages)} pages; "
                                       f"{INVENT_PAGE_HEADER} {echoed[INVENT_PAGE_HEADER]} and {INVENT_TAKE_HEADER} "
-                                      f"{echoed[INVENT_TAKE_HEADER]} to page {listed([p.params['page'] for p in pages])}"
-                                      f" and take {listed([p.params['take'] for p in pages])}")
+                                      f"{echoed[INVENT_TAKE_HEADER]} to page {asked['page']} and take {asked['take']}")
 
 
 def _order(first: Listed) -> Check:
@@ -199,7 +205,7 @@ def _org(source: Invent, org: str, first: Listed) -> tuple[Check, Listed | None]
     named = sorted({str(r.get("org_id")) for r in first.records if isinstance(r, dict)})
     if org != INVENT_DEFAULT_ORG:
         if named == [org]:
-            return Check(ORG, Verdict.OK, f"org {org} is configured by id, and its {len(first.records)} chats "
+            return Check(ORG, Verdict.OK, f"org {org} is configured by id, and its {len(first.records)} chat(s) "
                                           f"name it"), None
         return Check(ORG, Verdict.VIOLATED, f"the chats of org {org} name {', '.join(named)}"), None
     if len(named) != 1 or named == ["None"]:
@@ -214,7 +220,7 @@ def _org(source: Invent, org: str, first: Listed) -> tuple[Check, Listed | None]
     if not ids or ids != expected:
         return Check(ORG, Verdict.VIOLATED, f"the chats under {org} name {named[0]}, but GET {under_id.query} "
                                             f"lists {len(ids)} other chat(s) first"), under_id
-    return Check(ORG, Verdict.OK, f"the {len(first.records)} chats under {org} name {named[0]}, and "
+    return Check(ORG, Verdict.OK, f"the {len(first.records)} chat(s) under {org} name {named[0]}, and "
                                   f"{INVENT_CHATS_PATH.format(org_id=named[0])} lists the same {len(ids)} "
                                   f"first"), under_id
 
@@ -227,8 +233,8 @@ class _Messages:
         self.chat: str | None = None
         self.path = ""
         self.body: list[Any] = []
-        listed = [r["id"] for r in chats if isinstance(r, dict) and isinstance(r.get("id"), str)
-                  and r.get("last_message")]
+        named = [r for r in chats if isinstance(r, dict) and isinstance(r.get("id"), str)]
+        listed = [r["id"] for r in named if r.get("last_message")] or [r["id"] for r in named]
         refusals: list[tuple[str, Answer]] = []
         for chat in listed[:_CHATS_TRIED]:
             path = INVENT_MESSAGES_PATH.format(chat_id=chat)
@@ -255,7 +261,7 @@ class _Messages:
                                     f"refused for {len(refusals)} chat(s) the list shows ({chats}): "
                                     f"{refusals[-1][1].refused.cause}")  # type: ignore[union-attr]
         else:
-            self.path_check = Check(MESSAGES_PATH, Verdict.UNKNOWN, "no listed chat has a last message to read")
+            self.path_check = Check(MESSAGES_PATH, Verdict.UNKNOWN, "the list shows no chat to read messages of")
 
     def times(self, body: list[Any]) -> list[datetime]:
         return [t for t in times_of(body, "created_at") if t is not None]
