@@ -18,13 +18,16 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from extract.http import ApiClient, decode, dumps
 from extract.settings import COZMOX_CHATS_PATH, COZMOX_DEFAULT_BASE_URL
 from extract.source import BackfillWalk, Fetched, HeldVersions, Source, Window
+
+if TYPE_CHECKING:
+    from extract.doctor import Check
 
 log = logging.getLogger("chatsync.extract")
 
@@ -44,6 +47,17 @@ def iso(ts: datetime) -> str:
 
 def floor_ms(ts: datetime) -> datetime:
     return ts.replace(microsecond=ts.microsecond - ts.microsecond % 1000)
+
+
+def list_params(start: datetime | None, end: datetime | None, *, limit: int, page: int = 1,
+                order: str = "ASC") -> dict[str, Any]:
+    """The query of one page of chats with `start <= updatedAt < end` (either may be open)."""
+    params: dict[str, Any] = {"limit": limit, "page": page, "sortOrder": order}
+    if end is not None:
+        params["updatedAtLt"] = iso(end)
+    if start is not None:
+        params["updatedAtGe"] = iso(start)
+    return params
 
 
 @dataclass
@@ -132,9 +146,7 @@ class CozmoxChats:
 
     def _request(self, start: datetime | None, end: datetime, *, limit: int, page: int = 1,
                  order: str = "ASC", before: datetime | None = None) -> tuple[list[bytes], int]:
-        params: dict[str, Any] = {"limit": limit, "page": page, "sortOrder": order, "updatedAtLt": iso(end)}
-        if start is not None:
-            params["updatedAtGe"] = iso(start)
+        params = list_params(start, end, limit=limit, page=page, order=order)
 
         def check(body: Any) -> str | None:
             if not isinstance(body, dict) or not isinstance(body.get("results"), list):
@@ -283,3 +295,8 @@ class Cozmox(Source):
         for page in CozmoxChats(self.client, self.options.page_size, self).pages(None, started + timedelta(days=1)):
             ids.update(key for key in (chat_key(text).id for text in page.records) if isinstance(key, str))
         return ids
+
+    def doctor(self) -> list[Check]:
+        from extract.cozmox_doctor import checks
+
+        return checks(self)

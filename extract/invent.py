@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from extract.cozmox import parse_time
 from extract.http import ApiClient, dumps, SourceAuthError, SourceError, SourceRequestError, SourceUnavailable
@@ -28,6 +28,9 @@ from extract.settings import (
     INVENT_MESSAGES_PATH,
 )
 from extract.source import BackfillWalk, Fetched, HeldVersions, Source, Window
+
+if TYPE_CHECKING:
+    from extract.doctor import Check
 
 log = logging.getLogger("chatsync.extract")
 
@@ -306,6 +309,11 @@ class Invent(Source):
             for page in self._chats().walk(since):
                 ids.update(r["id"] for r in page.records if isinstance(r, dict) and isinstance(r.get("id"), str))
         return ids
+
+    def doctor(self) -> list[Check]:
+        from extract.invent_doctor import checks
+
+        return checks(self)
 
     _asked = 0
     _failed = 0

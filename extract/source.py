@@ -2,8 +2,9 @@
 
 The pipeline never asks which API it holds. A source knows its own names and defaults, how to
 find out which organisation a key reaches, how to read what changed in an updated-at range,
-how a backfill splits into walks, and how to list every id it still has (for reconcile). Rows
-are made by the flatten function that transform/ has for the same source.
+how a backfill splits into walks, how to list every id it still has (for reconcile), and how to
+check what it assumes of its API (for doctor). Rows are made by the flatten function that
+transform/ has for the same source.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from collections.abc import Callable, Iterator
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from extract.http import ApiClient
+
+if TYPE_CHECKING:
+    from extract.doctor import Check
 
 log = logging.getLogger("chatsync.extract")
 
@@ -103,3 +107,8 @@ class Source(ABC):
     @abstractmethod
     def listed_ids(self, started: datetime) -> set[str]:
         """Every chat id the API has now: ids only."""
+
+    @abstractmethod
+    def doctor(self) -> list[Check]:
+        """A verdict on each assumption this source's code makes about its API, from a handful
+        of requests that change nothing: what to learn before a first sync rather than from one."""

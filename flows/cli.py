@@ -334,6 +334,23 @@ def status(database: Database = None, account: AccountName = None) -> None:
 
 
 @app.command()
+def doctor(
+    account: AccountName = None,
+    cozmox_base_url: CozmoxUrl = None,
+    cozmox_api_key: CozmoxKey = None,
+    invent_base_url: InventUrl = None,
+    invent_api_key: InventKey = None,
+    invent_org_id: InventOrg = None,
+) -> None:
+    """Checks what chatsync assumes of each API with a few requests; exits 1 when one is violated."""
+    from flows.doctor import run_doctor
+
+    problem = run_doctor(load_settings(**connection(locals())), account, out)
+    if problem:
+        raise CommandError(problem)
+
+
+@app.command()
 def demo(
     database: Annotated[str, typer.Option("--database", help="Where the demo warehouse goes.")] = "chatsync-demo.duckdb",
     chats: Annotated[int, typer.Option("--chats", min=1, help="Cozmox chats in the simulator.")] = 400,

@@ -9,10 +9,14 @@ import threading
 from datetime import timedelta
 
 from simulator import Simulator, SimulatorServer
+from simulator.broken import BROKEN_ASSUMPTIONS
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="assumptions --break NAME breaks (chatsync doctor names each):\n"
+               + "\n".join(f"  {name:<26} {text}" for name, text in BROKEN_ASSUMPTIONS.items()))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--seed", type=int, default=7)
@@ -26,13 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lag-seconds", type=float, default=1.0)
     parser.add_argument("--cozmox-sort-key", choices=["createdAt", "updatedAt"],
                         default="createdAt")
+    parser.add_argument("--break", dest="broken", action="append", default=[], metavar="NAME",
+                        choices=sorted(BROKEN_ASSUMPTIONS), help="break this assumption (repeatable; listed below)")
     args = parser.parse_args(argv)
     if args.orgs < 1:
         parser.error("--orgs must be at least 1")
     sims = [Simulator(seed=args.seed + i, cozmox_chats=args.cozmox_chats,
                       invent_chats=args.invent_chats, api_key=args.api_key,
                       history_days=args.history_days, lag=timedelta(seconds=args.lag_seconds),
-                      cozmox_sort_key=args.cozmox_sort_key)
+                      cozmox_sort_key=args.cozmox_sort_key, broken=args.broken)
             for i in range(args.orgs)]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -42,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         for i, sim in enumerate(sims, 1):
             print(f"org {i} (seed {sim.seed}): invent org id {sim.invent_org_id}, "
                   f"cozmox org id {sim.cozmox_org_id}")
+        if args.broken:
+            print(f"broken: {', '.join(args.broken)}")
         print(f"API key: {args.api_key}   (Ctrl-C to stop)", flush=True)
         try:
             stop.wait()

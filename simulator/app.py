@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 
-from simulator.data import parse_us
+from simulator.broken import CAPPED_PAGE, RATE_LIMIT
+from simulator.data import iso_ms, parse_us
 from simulator.faults import Fault, RequestInfo
 from simulator.store import NO_BOUND, Record, Simulator
 
@@ -177,16 +179,25 @@ class SimulatorApp:
         delta = kinds["lie_count"].count_delta if "lie_count" in kinds else 0
         bare = "no_results" in kinds
         parts = info.path.strip("/").split("/")
+        # Where invent_messages_path is broken, messages live under their org instead.
+        moved = "invent_messages_path" in sim.broken
         if parts == ["cozmox", "chat"]:
             page = self._cozmox_chats(info.params, delta, bare)
         elif len(parts) == 4 and parts[:2] == ["invent", "orgs"] and parts[3] == "chats":
-            if parts[2] not in ("c", sim.invent_org_id):
-                raise ApiError(404, "Organization not found")
+            self._check_org(parts[2])
             page = self._invent_chats(info.params, delta, bare)
-        elif len(parts) == 4 and parts[:2] == ["invent", "chats"] and parts[3] == "messages":
+        elif len(parts) == 4 and parts[:2] == ["invent", "chats"] and parts[3] == "messages" and not moved:
             page = self._invent_messages(parts[2], info.params, delta, bare)
+        elif (len(parts) == 6 and parts[:2] == ["invent", "orgs"] and parts[3] == "chats"
+              and parts[5] == "messages" and moved):
+            self._check_org(parts[2])
+            page = self._invent_messages(parts[4], info.params, delta, bare)
         else:
             return error_page(404, f"Cannot GET {info.path}")
+        if f"{info.source}_rate_limit" in sim.broken:
+            spent = sim.request_count(info.source) % RATE_LIMIT
+            page[1].extend([(b"x-ratelimit-limit", str(RATE_LIMIT).encode()),
+                            (b"x-ratelimit-remaining", str(RATE_LIMIT - spent).encode())])
         # Only an honest page is worth repeating later. A repeat is the page before in the same
         # listing: the same path and query, one page number back (or the last one served).
         listing = info.path + "?" + "&".join(f"{k}={v}" for k, v in sorted(info.params.items()) if k != "page")
@@ -195,25 +206,43 @@ class SimulatorApp:
             return previous
         return page
 
-    def _join(self, records: list[Record]) -> list[bytes]:
+    def _check_org(self, org: str) -> None:
+        sim = self.serving
+        if org not in ("c", sim.invent_org_id) or (org == "c" and "invent_org_shorthand" in sim.broken):
+            raise ApiError(404, "Organization not found")
+
+    def _join(self, records: list[Record],
+              rewrite: Callable[[dict[str, Any]], None] | None = None) -> list[bytes]:
+        """The records' JSON, comma-separated; `rewrite` edits a copy of each first (slow, and
+        only for broken assumptions)."""
         shared = self.serving.shared_blobs()
         out: list[bytes] = []
         for i, rec in enumerate(records):
             if i:
                 out.append(b",")
-            out.extend(rec.chunks(shared))
+            if rewrite is None:
+                out.extend(rec.chunks(shared))
+            else:
+                data = orjson.loads(b"".join(rec.chunks(shared)))
+                rewrite(data)
+                out.append(orjson.dumps(data))
         return out
 
     def _cozmox_chats(self, params: dict[str, str], delta: int, bare: bool) -> Page:
+        broken = self.serving.broken
         page = _int(params, "page", 1, 1, None)
         limit = _int(params, "limit", 100, 0, 1000)
+        if "cozmox_page_size" in broken:
+            limit = min(limit, CAPPED_PAGE)
         order = params.get("sortOrder", "DESC")
         if order not in ("ASC", "DESC"):
             raise ApiError(400, "sortOrder must be one of the following values: ASC, DESC")
+        if "cozmox_sort_order" in broken:
+            order = "DESC"
         bounds = {"created": list(NO_BOUND), "updated": list(NO_BOUND)}
         for name, (field, op) in COZMOX_FILTERS.items():
             us = _instant(params, name)
-            if us is None:
+            if us is None or (field == "updated" and "cozmox_updated_filter" in broken):
                 continue
             b = bounds[field]
             if op in ("Gt", "Ge"):
@@ -223,9 +252,15 @@ class SimulatorApp:
         equals = [(k, params[k]) for k in ("assistantId", "sessionId", "workflowId") if k in params]
         (clo, chi), (ulo, uhi) = bounds["created"], bounds["updated"]
         matching = self.serving.ordered("cozmox")
-        if (clo, chi, ulo, uhi) != NO_BOUND * 2:
+        seconds = "cozmox_times_in_seconds" in broken
+        if (clo, chi, ulo, uhi) != NO_BOUND * 2 and seconds:
+            matching = [r for r in matching if clo <= _whole_second(r.created_us) <= chi
+                        and ulo <= _whole_second(r.updated_us) <= uhi]
+        elif (clo, chi, ulo, uhi) != NO_BOUND * 2:
             matching = [r for r in matching
                         if clo <= r.created_us <= chi and ulo <= r.updated_us <= uhi]
+        if "cozmox_unsorted" in broken:
+            matching = sorted(matching, key=lambda r: r.id)
         for key, value in equals:
             matching = [r for r in matching if r.data.get(key) == value]
         total, start = len(matching), (page - 1) * limit
@@ -233,11 +268,12 @@ class SimulatorApp:
             chosen = matching[start: start + limit]
         else:  # walk the ascending list from its end rather than reversing all of it
             chosen = matching[max(total - start - limit, 0): max(total - start, 0)][::-1]
-        meta = orjson.dumps({"itemsPerPage": limit, "totalItems": total + delta,
-                             "currentPage": page})
+        counted = len(chosen) if "cozmox_metadata" in broken else total + delta
+        meta = orjson.dumps({"itemsPerPage": limit, "totalItems": counted, "currentPage": page})
         if bare:
             return 200, [], b'{"metadata":' + meta + b"}"
-        body = b"".join([b'{"results":[', *self._join(chosen), b'],"metadata":', meta, b"}"])
+        joined = self._join(chosen, _in_seconds if seconds else None)
+        body = b"".join([b'{"results":[', *joined, b'],"metadata":', meta, b"}"])
         return 200, [], body
 
     @staticmethod
@@ -245,17 +281,22 @@ class SimulatorApp:
         return _int(params, "page", 1, 1, None), _int(params, "take", 100, 1, 100)
 
     def _listing(self, records: list[Record], page: int, take: int, delta: int,
-                 bare: bool) -> Page:
+                 bare: bool, rewrite: Callable[[dict[str, Any]], None] | None = None) -> Page:
         chosen = records[(page - 1) * take: page * take]
         headers = [(b"pagination-count", str(len(records) + delta).encode()),
                    (b"pagination-page", str(page).encode()),
                    (b"pagination-take", str(take).encode())]
+        if "invent_pagination_headers" in self.serving.broken:
+            headers = []
         if bare:
             return 200, headers, b"{}"
-        return 200, headers, b"".join([b"[", *self._join(chosen), b"]"])
+        return 200, headers, b"".join([b"[", *self._join(chosen, rewrite), b"]"])
 
     def _invent_chats(self, params: dict[str, str], delta: int, bare: bool) -> Page:
+        broken = self.serving.broken
         page, take = self._paging(params)
+        if "invent_take" in broken:
+            take = min(take, CAPPED_PAGE)
         wanted = {}
         for name, allowed in INVENT_ENUMS.items():
             value = params.get(name, "ALL")
@@ -265,23 +306,29 @@ class SimulatorApp:
                 wanted[name] = value
         search = params.get("search", "").lower()
         records = self.serving.ordered("invent")[::-1]  # newest activity first
+        if "invent_order" in broken:
+            records = sorted(records, key=lambda r: (r.created_us, r.id), reverse=True)
         if "status" in wanted:
             records = [r for r in records if r.data.get("status") == wanted["status"]]
         if "state" in wanted:
             records = [r for r in records if _state(r) == wanted["state"]]
         if search:
             records = [r for r in records if search in str(r.data.get("title", "")).lower()]
-        return self._listing(records, page, take, delta, bare)
+        return self._listing(records, page, take, delta, bare,
+                             _bare_dates if "invent_bare_dates" in broken else None)
 
     def _invent_messages(self, chat_id: str, params: dict[str, str], delta: int,
                          bare: bool) -> Page:
+        broken = self.serving.broken
         page, take = self._paging(params)
-        since = _instant(params, "from")
+        since = _instant(params, "from_date" if "invent_from_date" in broken else "from")
         messages = self.serving.messages_of(chat_id)
         if messages is None:
             raise ApiError(404, "Chat not found")
         if since is not None:
             messages = [m for m in messages if m.created_us >= since]
+        if "invent_messages_order" in broken:
+            messages = messages[::-1]
         return self._listing(messages, page, take, delta, bare)
 
     async def _send(self, send: Any, info: RequestInfo, faults: list[Fault], page: Page) -> None:
@@ -315,6 +362,23 @@ def _check_distinct(sims: tuple[Simulator, ...]) -> None:
             if sim.api_key == other.api_key and sim.invent_org_id == other.invent_org_id:
                 raise ValueError(f"two simulators share API key {sim.api_key!r} and org "
                                  f"{sim.invent_org_id}: give them distinct seeds")
+
+
+def _whole_second(us: int) -> int:
+    return us - us % 1_000_000
+
+
+def _in_seconds(chat: dict[str, Any]) -> None:
+    for name in ("createdAt", "updatedAt"):
+        us = parse_us(chat.get(name))
+        if us is not None:
+            chat[name] = iso_ms(_whole_second(us) // 1000)[:19] + "Z"
+
+
+def _bare_dates(chat: dict[str, Any]) -> None:
+    for name in ("created_at", "updated_at"):
+        if isinstance(chat.get(name), str):
+            chat[name] = chat[name][:10]
 
 
 def _state(rec: Record) -> Any:

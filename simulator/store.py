@@ -10,13 +10,14 @@ from __future__ import annotations
 import gc
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
+from simulator.broken import known
 from simulator.data import (UTC, CozmoxFactory, Made, clone, iso_ms, parse_us, to_ms,
                             total_cost, uid)
 from simulator.data_invent import InventFactory
@@ -101,11 +102,12 @@ class Simulator:
                  api_key: str = "sim-key", history_days: float = 30,
                  history_end: datetime | None = None, lag: timedelta = timedelta(seconds=1),
                  cozmox_sort_key: str = "createdAt", assistant_embed_ratio: float = 0.3,
-                 tie_ratio: float = 0.1) -> None:
+                 tie_ratio: float = 0.1, broken: Iterable[str] = ()) -> None:
         if cozmox_sort_key not in ("createdAt", "updatedAt"):
             raise ValueError("cozmox_sort_key must be 'createdAt' or 'updatedAt'")
         self.seed, self.api_key, self.lag = seed, api_key, lag
         self.cozmox_sort_key = cozmox_sort_key
+        self.broken = known(broken)  # names from simulator.broken.BROKEN_ASSUMPTIONS
         end = history_end or _floor_now()
         self.history_end = end if end.tzinfo else end.replace(tzinfo=UTC)
         self.history_start = self.history_end - timedelta(days=history_days)
@@ -343,6 +345,18 @@ class Simulator:
             rec = self._chat(source, chat_id)
             rec.data[TIME_FIELDS[source][1]] = iso_ms(self._at_ms(updated_at))
             rec.parts = None
+
+    # -- broken assumptions -----------------------------------------------------------------
+
+    def break_assumption(self, *names: str) -> None:
+        """Misbehave as each named entry of BROKEN_ASSUMPTIONS says, until mended."""
+        with self.lock:
+            self.broken |= known(names)
+
+    def mend(self, *names: str) -> None:
+        """Keep these assumptions again (all of them when none is named)."""
+        with self.lock:
+            self.broken = self.broken - known(names) if names else set()
 
     # -- hooks, faults and the request log --------------------------------------------------
 
