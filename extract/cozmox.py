@@ -24,7 +24,8 @@ import msgspec
 
 from extract.http import ApiClient, decode, dumps
 from extract.settings import COZMOX_CHATS_PATH, COZMOX_DEFAULT_BASE_URL
-from extract.source import BackfillWalk, Fetched, HeldVersions, Source, Window
+from extract.times import time_or_none
+from extract.source import BackfillWalk, Fetched, StoredVersions, Source, Window
 
 if TYPE_CHECKING:
     from extract.doctor import Check
@@ -71,16 +72,6 @@ class Page:
     done: bool
 
 
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
 class _Envelope(msgspec.Struct):
     results: list[msgspec.Raw]
     metadata: Any = None
@@ -102,9 +93,8 @@ _KEY = msgspec.json.Decoder(ChatKey)
 def split_envelope(content: bytes, path: str) -> Any:
     """The envelope with each chat left as its JSON text.
 
-    Most of a page is embedded assistants and messages that are stored as sent: cutting the
-    page into chats without building Python objects for them took a fifth of a large sync's
-    time off. A body msgspec cannot cut (NaN, a bad envelope, nesting past its limit of about
+    Most of a page is embedded assistants and messages that are stored as sent, so the page is
+    cut into chats without building Python objects for them. A body msgspec cannot cut (NaN, a bad envelope, nesting past its limit of about
     1,000 levels) is read leniently instead; where nothing reads it, the page is unreadable
     and retried like a truncated one.
     """
@@ -132,7 +122,7 @@ def _all_outside(records: list[bytes], start: datetime | None, end: datetime) ->
 
     That is what a repeated page looks like; chats without a readable date prove nothing.
     """
-    times = [parse_time(chat_key(r).updatedAt) for r in records]
+    times = [time_or_none(chat_key(r).updatedAt) for r in records]
     times = [t for t in times if t is not None]
     return bool(times) and all(t >= end or (start is not None and t < start) for t in times)
 
@@ -231,7 +221,7 @@ class CozmoxChats:
         chat was updated; one count then confirms nothing lies before it.
         """
         first, _ = self._request(None, end, limit=1)
-        created = parse_time(chat_key(first[0]).createdAt) if first else None
+        created = time_or_none(chat_key(first[0]).createdAt) if first else None
         if created is not None:
             bound = floor_ms(created)
             _, before = self._request(None, bound, limit=1)
@@ -278,14 +268,14 @@ class Cozmox(Source):
         return found if isinstance(found, str) and found else None
 
     def changes(self, start: datetime | None, end: datetime, force: bool,
-                held: HeldVersions) -> Iterator[Fetched]:
+                stored_versions: StoredVersions) -> Iterator[Fetched]:
         # Every chat read is passed on: the load compares versions in the warehouse itself.
         for page in CozmoxChats(self.client, self.options.page_size, self).pages(start, end):
             yield Fetched(page.records, len(page.records), watermark=page.window_end if page.done else None)
 
-    def backfill(self, windows: list[Window], held: HeldVersions) -> list[BackfillWalk]:
+    def backfill(self, windows: list[Window], stored_versions: StoredVersions) -> list[BackfillWalk]:
         return [BackfillWalk(f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}", [(start, end)],
-                             lambda start=start, end=end: self.changes(start, end, False, held))
+                             lambda start=start, end=end: self.changes(start, end, False, stored_versions))
                 for start, end in windows]
 
     def listed_ids(self, started: datetime) -> set[str]:

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from extract.cozmox import MS, floor_ms, iso, list_params, parse_time
+from extract.cozmox import MS, floor_ms, iso, list_params
+from extract.times import time_or_none
 from extract.doctor import (RATE, Answer, Check, Verdict, ask, direction, distinct, rate_limit, stamp, time_format,
                             times_of)
 from extract.settings import COZMOX_CHATS_PATH, COZMOX_REQUESTS_PER_MINUTE
@@ -107,11 +108,11 @@ def _page_size(pages: list[Asked]) -> Check:
 def _window(oldest: Asked, page: Callable[[dict[str, Any]], Asked]) -> Check:
     """A window one millisecond wide at a chat's own updatedAt: that chat must come back
     (updatedAtGe is inclusive), and nothing from outside."""
-    chats = [c for c in oldest.chats or [] if isinstance(c, dict) and parse_time(c.get("updatedAt"))]
+    chats = [c for c in oldest.chats or [] if isinstance(c, dict) and time_or_none(c.get("updatedAt"))]
     if not chats:
         return Check(WINDOW, Verdict.UNKNOWN, "no chat with a readable updatedAt to build a window around")
     chosen = chats[len(chats) // 2]
-    start = floor_ms(parse_time(chosen["updatedAt"]))  # type: ignore[arg-type]
+    start = floor_ms(time_or_none(chosen["updatedAt"]))  # type: ignore[arg-type]
     asked = page(list_params(start, start + MS, limit=SMALL))
     query = f"updatedAtGe={iso(start)}&updatedAtLt={iso(start + MS)}"
     if asked.answer.refused is not None:

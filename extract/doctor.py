@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from extract.cozmox import parse_time
+from extract.times import time_or_none
 from extract.http import ApiClient, SourceRequestError
 from extract.settings import RATE_LIMIT_HEADERS, RATE_REMAINING_HEADERS
 
@@ -64,7 +64,7 @@ def time_flaw(value: Any) -> str | None:
     if _BARE_DATE.fullmatch(value):
         return "a bare date"
     shape = _DATE_TIME.fullmatch(value)
-    if shape is None or parse_time(value) is None:
+    if shape is None or time_or_none(value) is None:
         return "not an ISO-8601 date-time"
     if shape["zone"] is None:
         return "without a zone"
@@ -110,7 +110,7 @@ def distinct(pages: Iterable[list[Any]]) -> list[dict[str, Any]]:
 
 
 def times_of(records: list[Any], name: str) -> list[datetime | None]:
-    return [parse_time(r.get(name)) if isinstance(r, dict) else None for r in records]
+    return [time_or_none(r.get(name)) if isinstance(r, dict) else None for r in records]
 
 
 def direction(times: list[datetime | None]) -> str | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from extract.cozmox import parse_time
+from extract.times import time_or_none
 from extract.http import ApiClient, dumps, SourceAuthError, SourceError, SourceRequestError, SourceUnavailable
 from extract.settings import (
     INVENT_CHATS_PATH,
@@ -27,7 +27,7 @@ from extract.settings import (
     INVENT_MAX_TAKE,
     INVENT_MESSAGES_PATH,
 )
-from extract.source import BackfillWalk, Fetched, HeldVersions, Source, Window
+from extract.source import BackfillWalk, Fetched, StoredVersions, Source, Window
 
 if TYPE_CHECKING:
     from extract.doctor import Check
@@ -53,7 +53,7 @@ class LastMessage:
         if not isinstance(last, dict):
             return None
         message_id = last.get("id") if isinstance(last.get("id"), str) else None
-        found = cls(message_id, parse_time(last.get("created_at")))
+        found = cls(message_id, time_or_none(last.get("created_at")))
         return found if found.id or found.created_at else None
 
     def found_in(self, messages: list[Any]) -> bool:
@@ -61,7 +61,7 @@ class LastMessage:
             return True
         if self.created_at is None:
             return self.id is None
-        times = [t for t in (parse_time(m.get("created_at")) if isinstance(m, dict) else None for m in messages) if t]
+        times = [t for t in (time_or_none(m.get("created_at")) if isinstance(m, dict) else None for m in messages) if t]
         # A second's slack: the list and the message endpoint may round times differently.
         return bool(times) and max(times) >= self.created_at - timedelta(seconds=1)
 
@@ -122,7 +122,7 @@ class InventChats:
         seen: set[str] = set()
         while True:
             records, count = self.page(number, previous)
-            times = [t for t in (parse_time(r.get("updated_at")) if isinstance(r, dict) else None for r in records) if t]
+            times = [t for t in (time_or_none(r.get("updated_at")) if isinstance(r, dict) else None for r in records) if t]
             if not self.out_of_order and (
                 any(a < b for a, b in zip(times, times[1:]))
                 or (oldest_so_far is not None and times and max(times) > oldest_so_far)
@@ -225,7 +225,7 @@ class InventChats:
         """
         result = Messages()
 
-        def one(chat_id: str) -> tuple[str, list[Any] | SourceError]:
+        def fetch_messages_of(chat_id: str) -> tuple[str, list[Any] | SourceError]:
             try:
                 return chat_id, self.messages(chat_id, chat_ids[chat_id])
             except SourceAuthError as exc:
@@ -238,7 +238,7 @@ class InventChats:
         if not chat_ids:
             return result
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(chat_ids))) as pool:
-            for chat_id, answer in pool.map(one, list(chat_ids)):
+            for chat_id, answer in pool.map(fetch_messages_of, list(chat_ids)):
                 if isinstance(answer, SourceRequestError) and answer.status == 404:
                     result.gone.add(chat_id)
                 elif isinstance(answer, SourceError):
@@ -288,18 +288,18 @@ class Invent(Source):
         return self.org if body or self.org != INVENT_DEFAULT_ORG else None
 
     def changes(self, start: datetime | None, end: datetime, force: bool,
-                held: HeldVersions) -> Iterator[Fetched]:
+                stored_versions: StoredVersions) -> Iterator[Fetched]:
         """Chats updated at or after `end` are read too where the walk meets them: they are
         current, and only a backfill (bounded on both sides) leaves them out."""
-        return self._walk(start, None, force, end, held)
+        return self._walk(start, None, force, end, stored_versions)
 
-    def backfill(self, windows: list[Window], held: HeldVersions) -> list[BackfillWalk]:
+    def backfill(self, windows: list[Window], stored_versions: StoredVersions) -> list[BackfillWalk]:
         """The list can only be walked newest first: one walk covers every window."""
         if not windows:
             return []
         since, until = min(w[0] for w in windows), max(w[1] for w in windows)
         return [BackfillWalk(f"{since:%Y-%m-%d} to {until:%Y-%m-%d}", windows,
-                             lambda: self._walk(since, until, False, until, held))]
+                             lambda: self._walk(since, until, False, until, stored_versions))]
 
     def listed_ids(self, started: datetime) -> set[str]:
         """The walk is newest first, so it ends by re-reading the top of the list down to where
@@ -334,17 +334,17 @@ class Invent(Source):
                       "which skips any the list no longer shows")
 
     def _walk(self, start: datetime | None, until: datetime | None, force: bool, watermark: datetime,
-              held: HeldVersions) -> Iterator[Fetched]:
+              stored_versions: StoredVersions) -> Iterator[Fetched]:
         """Messages are fetched only for chats whose updated_at moved. A chat that cannot be
         read is passed on as it is, for the transform to reject with its reason."""
         reader = self._chats()
         held_back: list[datetime] = []
         for page in reader.walk(start):
-            keyed = [(r, _id(r), parse_time(r.get("updated_at")) if isinstance(r, dict) else None)
+            keyed = [(r, _id(r), time_or_none(r.get("updated_at")) if isinstance(r, dict) else None)
                      for r in page.records]
             if until is not None:
                 keyed = [k for k in keyed if k[2] is None or start is None or start <= k[2] < until]
-            versions = held([chat_id for _, chat_id, _ in keyed if chat_id is not None])
+            versions = stored_versions([chat_id for _, chat_id, _ in keyed if chat_id is not None])
             changed = [k for k in keyed if force or k[1] is None or k[2] is None or k[1] not in versions
                        or k[2] > versions[k[1]][0] or (k[2] == versions[k[1]][0] and _digest(k[0]) != versions[k[1]][1])]
             asked = {chat_id: LastMessage.of(record) for record, chat_id, _ in changed if chat_id is not None}

@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatsync.extract")
 
 Window = tuple[datetime, datetime]
-HeldVersions = Callable[[list[str]], dict[str, tuple[datetime, str]]]
+StoredVersions = Callable[[list[str]], dict[str, tuple[datetime, str]]]
 """The updated-at the warehouse holds for each of these chat ids, and the MD5 of the record's
-JSON as stored (absent: not held)."""
+JSON as stored (absent: not stored)."""
 
 
 @dataclass(frozen=True)
@@ -96,12 +96,12 @@ class Source(ABC):
 
     @abstractmethod
     def changes(self, start: datetime | None, end: datetime, force: bool,
-                held: HeldVersions) -> Iterator[Fetched]:
+                stored_versions: StoredVersions) -> Iterator[Fetched]:
         """Everything updated from `start` (None: the beginning) until `end`, in steps whose
         watermarks only ever cover what was read."""
 
     @abstractmethod
-    def backfill(self, windows: list[Window], held: HeldVersions) -> list[BackfillWalk]:
+    def backfill(self, windows: list[Window], stored_versions: StoredVersions) -> list[BackfillWalk]:
         """The reads that cover these windows, oldest first."""
 
     @abstractmethod

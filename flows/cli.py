@@ -180,11 +180,12 @@ def sync(
 
 def parse_time(value: str, option: str) -> datetime:
     """A date (midnight UTC) or an ISO date-time; naive ones are UTC."""
+    from extract.times import parse_time as parse
+
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse(value)
     except ValueError:
         raise CommandError(f"{option}: {value!r} is not a date (YYYY-MM-DD) or an ISO date-time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def parse_duration(value: str, option: str) -> timedelta:
