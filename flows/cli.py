@@ -1,185 +1,113 @@
-"""The `chatsync` command (CONTRACT.md).
+"""The `chatsync` command (CONTRACT.md): the commands and their options, nothing else.
 
 Every failure ends the same way: one line on standard error naming the source and the cause, and
-a non-zero exit. Logs and tables go to standard output.
+a non-zero exit. Logs and tables go to standard output. What commands share is in
+flows/commands.py.
 """
 
 from __future__ import annotations
 
-import os
+import functools
+import inspect
 import sys
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from enum import Enum
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 from flows.prefect_env import configure
 
-configure()
+configure()  # Prefect reads its settings once, at import: before anything imports it
 
 import typer  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
 from typer._click.exceptions import ClickException  # noqa: E402  (typer vendors click)
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
 
 from flows import runtime, temporary_server  # noqa: E402
-from flows.progress import live  # noqa: E402
-from flows.settings import Settings  # noqa: E402
+from flows.commands import (  # noqa: E402
+    CommandError, check_accounts, default, err, load_settings, out, run_backfill_flow,
+    run_reconcile_flow, run_sync_flow, variable,
+)
+from flows.settings import parse_duration as parse_duration_text  # noqa: E402
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is shown as written: "[default: ...]" is not markup
     help="Keeps a DuckDB warehouse in step with the chats of Cozmox and Invent.",
 )
-# Piped output keeps whole table rows rather than the 80 columns rich assumes off a terminal.
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
-class CommandError(Exception):
-    """A failure the user can act on; its message is the whole story."""
+class SourceName(str, Enum):
+    cozmox = "cozmox"
+    invent = "invent"
 
 
-Source = Annotated[Optional[str], typer.Option("--source", help="Only this source's accounts: cozmox or invent.")]
-AccountName = Annotated[Optional[str], typer.Option("--account", help="Only this account: cozmox, invent, invent:ORG, or a name from the accounts file.")]
-Database = Annotated[Optional[str], typer.Option("--database", help="DuckDB file, or md:NAME for MotherDuck. [env: CHATSYNC_DATABASE]")]
-CozmoxUrl = Annotated[Optional[str], typer.Option("--cozmox-base-url", help="[env: COZMOX_BASE_URL]")]
-CozmoxKey = Annotated[Optional[str], typer.Option("--cozmox-api-key", help="'-' asks for it at a prompt; prefer the environment or .env, since command lines are visible to other users. [env: COZMOX_API_KEY]")]
-InventUrl = Annotated[Optional[str], typer.Option("--invent-base-url", help="[env: INVENT_BASE_URL]")]
-InventKey = Annotated[Optional[str], typer.Option("--invent-api-key", help="'-' asks for it at a prompt; prefer the environment or .env. [env: INVENT_API_KEY]")]
-InventOrg = Annotated[Optional[str], typer.Option("--invent-org-id", help="One org, or several separated by commas. [env: INVENT_ORG_ID]")]
-Wait = Annotated[Optional[str], typer.Option("--wait", help="How long to wait while another process holds the warehouse: 30s, 5m ... [env: CHATSYNC_WAIT] [default: 3m]")]
+class QueryFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
 
 
-def load_settings(**overrides: Optional[str]) -> Settings:
-    """Settings from the environment and .env, with the command line's options on top.
-
-    Options are written into the environment, so that flow runs, which read their settings
-    themselves to keep keys out of Prefect's parameters, see them too.
-    """
-    names = {
-        "database": "CHATSYNC_DATABASE",
-        "cozmox_base_url": "COZMOX_BASE_URL",
-        "cozmox_api_key": "COZMOX_API_KEY",
-        "invent_base_url": "INVENT_BASE_URL",
-        "invent_api_key": "INVENT_API_KEY",
-        "invent_org_id": "INVENT_ORG_ID",
-        "wait": "CHATSYNC_WAIT",
-    }
-    for field, value in overrides.items():
-        if value == "-" and field.endswith("_api_key"):
-            # Read it at a prompt instead: a key on the command line is visible to every user.
-            value = typer.prompt(names[field], hide_input=True)
-        if value is not None:
-            os.environ[names[field]] = value
-    try:
-        return Settings()
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise CommandError(f"configuration: {err['loc'][0] if err['loc'] else 'value'}: {err['msg']}") from None
+class ExportFormat(str, Enum):
+    parquet = "parquet"
+    csv = "csv"
 
 
-def connection(options: dict[str, object]) -> dict[str, Optional[str]]:
-    """The settings options a command was given (every command takes the same ones)."""
-    names = ("database", "cozmox_base_url", "cozmox_api_key", "invent_base_url", "invent_api_key", "invent_org_id",
-             "wait")
-    return {name: options.get(name) for name in names}  # type: ignore[misc]
+def _setting(flag: str, field: str, help: str, show_default: bool = True) -> Any:
+    """An option backed by a setting: its variable and default shown in the help."""
+    return typer.Option(flag, envvar=variable(field), show_envvar=True, help=help,
+                        show_default=default(field) if show_default else False)
 
 
-def _summary(summaries: list) -> None:
-    """A row per account; the errors and warnings, which are long, under the table."""
-    from flows.sync_flow import summary_table
+Source = Annotated[Optional[SourceName], typer.Option("--source", help="Only this source's accounts.")]
+AccountName = Annotated[Optional[str], typer.Option(
+    "--account", help="Only this account: cozmox, invent, invent:ORG, or a name from the accounts file.")]
+Database = Annotated[Optional[str], _setting("--database", "database", "DuckDB file, or md:NAME for MotherDuck.")]
 
-    rows = summary_table(summaries)
-    if not rows:
-        return
-    table = Table(title="chatsync summary")
-    # The org is in the account's name already; the account's name is never cut short.
-    columns = [c for c in rows[0] if c not in ("org", "error", "warnings")]
-    for column in columns:
-        table.add_column(column, no_wrap=True,
-                         min_width=max(len(str(row[column])) for row in rows) if column == "account" else None,
-                         justify="left" if column in ("account", "mode", "status") else "right")
-    for row in rows:
-        table.add_row(*(str(row[c]) for c in columns))
-    out.print(table)
-    for row in rows:
-        if row["error"]:
-            out.print(f"  {row['error']}", soft_wrap=True, markup=False)
-        for warning in filter(None, row["warnings"].split(" | ")):
-            out.print(f"  {row['account']}: warning: {warning}", soft_wrap=True, markup=False)
+# The options every command that reaches the APIs takes, declared once (see `reaching_apis`).
+CONNECTION: dict[str, Any] = {
+    "cozmox_base_url": _setting("--cozmox-base-url", "cozmox_base_url", "Cozmox API root."),
+    "cozmox_api_key": _setting("--cozmox-api-key", "cozmox_api_key", "'-' asks for it at a prompt; prefer the "
+                               "environment or .env, since command lines are visible to other users.", False),
+    "invent_base_url": _setting("--invent-base-url", "invent_base_url", "Invent API root."),
+    "invent_api_key": _setting("--invent-api-key", "invent_api_key", "'-' asks for it at a prompt.", False),
+    "invent_org_id": _setting("--invent-org-id", "invent_org_id", "One org, or several separated by commas."),
+}
+WAIT = _setting("--wait", "wait", "How long to wait while another process holds the warehouse: 30s, 5m ...")
 
 
-def run_sync_flow(source: Optional[str], full_refresh: bool, settings: Settings, account: Optional[str] = None) -> list:
-    _check_accounts(settings, source, account)
-    from flows.sync_flow import sync_flow
+def reaching_apis(*, wait: bool = True) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Gives a command the connection options (and `--wait`), and hands it the settings they
+    make as `settings`."""
+    extra = {**CONNECTION, **({"wait": WAIT} if wait else {})}
 
-    _server_ready()
-    with live(out):
-        state = sync_flow(source=source, database=settings.database, full_refresh=full_refresh, account=account,
-                          return_state=True)
-    return _outcome(state)
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "settings"]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                   annotation=Annotated[Optional[str], option]) for name, option in extra.items()]
 
+        @functools.wraps(command)
+        def with_settings(**kwargs: Any) -> None:
+            options = {name: kwargs.pop(name) for name in extra}
+            if "database" in kwargs:
+                options["database"] = kwargs["database"]
+            command(**kwargs, settings=load_settings(**options))
 
-def _server_ready() -> None:
-    try:
-        temporary_server.wait_until_ready()
-    except RuntimeError as exc:
-        raise CommandError(str(exc)) from None
+        with_settings.__signature__ = signature.replace(parameters=own + added)  # type: ignore[attr-defined]
+        with_settings.__annotations__ = {p.name: p.annotation for p in own + added}
+        return with_settings
 
-
-def _check_accounts(settings: Settings, source: Optional[str], account: Optional[str]) -> None:
-    """Fails fast, before Prefect starts, on a source or account that is unknown, or none at all."""
-    from flows.accounts import ConfigError, selected_accounts
-
-    try:
-        selected_accounts(settings, source, account)
-    except ConfigError as exc:
-        raise CommandError(str(exc)) from None
+    return decorate
 
 
-def _outcome(state) -> list:  # noqa: ANN001 - a Prefect State
-    summaries = state.result(raise_on_failure=False)
-    if isinstance(summaries, list):
-        _summary(summaries)
-    if not state.is_completed():
-        raise CommandError(state.message or "the sync failed")
-    return summaries
+def _source(source: SourceName | None) -> str | None:
+    return source.value if source else None
 
 
-def run_backfill_flow(source: Optional[str], since: datetime, until: Optional[datetime], window: timedelta,
-                      settings: Settings, account: Optional[str] = None) -> list:
-    _check_accounts(settings, source, account)
-    from flows.sync_flow import backfill_flow
-
-    _server_ready()
-    with live(out):
-        state = backfill_flow(since=since, until=until, source=source, window_seconds=window.total_seconds(),
-                              database=settings.database, account=account, return_state=True)
-    return _outcome(state)
-
-
-@app.command()
-def sync(
-    source: Source = None,
-    account: AccountName = None,
-    database: Database = None,
-    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Ignore the saved watermark and read everything.")] = False,
-    cozmox_base_url: CozmoxUrl = None,
-    cozmox_api_key: CozmoxKey = None,
-    invent_base_url: InventUrl = None,
-    invent_api_key: InventKey = None,
-    invent_org_id: InventOrg = None,
-    wait: Wait = None,
-) -> None:
-    """One incremental sync of every configured account (or some) from its saved watermark."""
-    settings = load_settings(**connection(locals()))
-    run_sync_flow(source, full_refresh, settings, account)
-
-
-def parse_time(value: str, option: str) -> datetime:
-    """A date (midnight UTC) or an ISO date-time; naive ones are UTC."""
+def parse_time(value: str, option: str) -> Any:
     from extract.times import parse_time as parse
 
     try:
@@ -188,11 +116,9 @@ def parse_time(value: str, option: str) -> datetime:
         raise CommandError(f"{option}: {value!r} is not a date (YYYY-MM-DD) or an ISO date-time") from None
 
 
-def parse_duration(value: str, option: str) -> timedelta:
-    from flows.settings import parse_duration as parse
-
+def parse_duration(value: str, option: str) -> Any:
     try:
-        duration = parse(value)
+        duration = parse_duration_text(value)
     except ValueError as exc:
         raise CommandError(f"{option}: {exc}") from None
     if not duration:
@@ -200,7 +126,38 @@ def parse_duration(value: str, option: str) -> timedelta:
     return duration
 
 
+def _version(show: bool) -> None:
+    if show:
+        try:
+            out.print(f"chatsync {version('chatsync')}")
+        except PackageNotFoundError:
+            out.print("chatsync (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit.")] = False,
+) -> None:
+    """Keeps a DuckDB warehouse in step with the chats of Cozmox and Invent."""
+
+
 @app.command()
+@reaching_apis()
+def sync(
+    source: Source = None,
+    account: AccountName = None,
+    database: Database = None,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Ignore the saved watermark and read everything.")] = False,
+    *, settings: Any,
+) -> None:
+    """One incremental sync of every configured account (or some) from its saved watermark."""
+    run_sync_flow(_source(source), full_refresh, settings, account)
+
+
+@app.command()
+@reaching_apis()
 def backfill(
     since: Annotated[str, typer.Option("--since", help="Start of the updated-at range: a date or date-time (UTC).")],
     until: Annotated[Optional[str], typer.Option("--until", help="End of the range, exclusive; default: now less the safety margin.")] = None,
@@ -208,35 +165,39 @@ def backfill(
     account: AccountName = None,
     window: Annotated[str, typer.Option("--window", help="Window size: 6h, 1d, 1w ...")] = "1d",
     database: Database = None,
-    cozmox_base_url: CozmoxUrl = None,
-    cozmox_api_key: CozmoxKey = None,
-    invent_base_url: InventUrl = None,
-    invent_api_key: InventKey = None,
-    invent_org_id: InventOrg = None,
-    wait: Wait = None,
+    *, settings: Any,
 ) -> None:
     """Loads an updated-at range in windows, resumably, without moving the incremental watermark."""
     start = parse_time(since, "--since")
     end = parse_time(until, "--until") if until else None
     if end is not None and end <= start:
         raise CommandError("--until must come after --since")
-    size = parse_duration(window, "--window")
-    settings = load_settings(**connection(locals()))
-    run_backfill_flow(source, start, end, size, settings, account)
+    run_backfill_flow(_source(source), start, end, parse_duration(window, "--window"), settings, account)
 
 
 @app.command()
+@reaching_apis()
+def reconcile(
+    source: Source = None,
+    account: AccountName = None,
+    database: Database = None,
+    force: Annotated[bool, typer.Option("--force", help="Mark even more than a tenth of an account's chats, or "
+                                        "when the listing falls short of the API's count.")] = False,
+    *, settings: Any,
+) -> None:
+    """Marks chats deleted upstream with deleted_at (rows are never deleted)."""
+    run_reconcile_flow(_source(source), force, settings, account)
+
+
+@app.command()
+@reaching_apis(wait=False)
 def serve(
-    cron: Annotated[Optional[str], typer.Option("--cron", help="When to sync, as a cron expression. [default: */15 * * * *]")] = None,
+    cron: Annotated[Optional[str], typer.Option("--cron", help="When to sync, as a cron expression.", show_default="*/15 * * * *")] = None,
     interval: Annotated[Optional[float], typer.Option("--interval", min=1, help="Or every this many seconds.")] = None,
     source: Source = None,
     account: AccountName = None,
     database: Database = None,
-    cozmox_base_url: CozmoxUrl = None,
-    cozmox_api_key: CozmoxKey = None,
-    invent_base_url: InventUrl = None,
-    invent_api_key: InventKey = None,
-    invent_org_id: InventOrg = None,
+    *, settings: Any,
 ) -> None:
     """Serves the sync as a scheduled Prefect deployment (with a local Prefect server if none is set)."""
     import signal
@@ -245,64 +206,46 @@ def serve(
 
     if cron and interval:
         raise CommandError("--cron and --interval: give one schedule, not both")
-    settings = load_settings(**connection(locals()))
-    _check_accounts(settings, source, account)
+    check_accounts(settings, _source(source), account)
 
     def stop(*_: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        database = settings.database if settings.database.startswith("md:") else str(Path(settings.database).resolve())
-        serve_deployment(out, source, account, database, cron, interval)
+        path = settings.database if settings.database.startswith("md:") else str(Path(settings.database).resolve())
+        serve_deployment(out, _source(source), account, path, cron, interval)
     except ServeError as exc:
         raise CommandError(f"serve: {exc}") from None
     out.print("Stopped serving.")
 
 
 @app.command()
-def reconcile(
-    source: Source = None,
-    account: AccountName = None,
-    database: Database = None,
-    cozmox_base_url: CozmoxUrl = None,
-    cozmox_api_key: CozmoxKey = None,
-    invent_base_url: InventUrl = None,
-    invent_api_key: InventKey = None,
-    invent_org_id: InventOrg = None,
-    wait: Wait = None,
-    force: Annotated[bool, typer.Option("--force", help="Mark even more than a tenth of an account's chats, or "
-                                        "when the listing falls short of the API's count.")] = False,
-) -> None:
-    """Marks chats deleted upstream with deleted_at (rows are never deleted)."""
-    from flows.sync_flow import reconcile_flow
+@reaching_apis(wait=False)
+def doctor(account: AccountName = None, *, settings: Any) -> None:
+    """Checks what chatsync assumes of each API with a few requests; exits 1 when one is violated."""
+    from flows.doctor import run_doctor
 
-    settings = load_settings(**connection(locals()))
-    _check_accounts(settings, source, account)
-    _server_ready()
-    with live(out):
-        state = reconcile_flow(source=source, database=settings.database, account=account, force=force,
-                               return_state=True)
-    _outcome(state)
+    problem = run_doctor(settings, account, out)
+    if problem:
+        raise CommandError(problem)
 
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help="One SQL statement, e.g. \"select * from daily_spend limit 10\".")],
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    sql: Annotated[str, typer.Argument(help="One SQL statement that reads, e.g. \"select * from daily_spend limit 10\".")],
+    fmt: Annotated[QueryFormat, typer.Option("--format")] = QueryFormat.table,
     database: Database = None,
 ) -> None:
     """Answers one reading SQL statement from the warehouse (or its read copy while a sync
     writes it)."""
     import duckdb
 
-    from flows.query import FORMATS, run_query
+    from flows.query import run_query
 
-    if fmt not in FORMATS:
-        raise CommandError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     settings = load_settings(database=database)
     try:
-        run_query(settings.database, settings.read_copy, sql, fmt, out, err)
+        run_query(settings.database, settings.read_copy, sql, fmt.value, out, err)
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise CommandError(f"query: {first}") from None
@@ -310,45 +253,34 @@ def query(
 
 @app.command()
 def export(
-    directory: Annotated[str, typer.Argument(help="Folder to write one file per table into.")],
-    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    directory: Annotated[str, typer.Argument(help="Folder to write the warehouse into.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.parquet,
     database: Database = None,
 ) -> None:
     """Writes the whole warehouse (a Parquet or CSV file per table, and the schema and views as
     SQL) for other engines, or for `IMPORT DATABASE`."""
     from flows.query import export as export_database
 
-    if fmt not in ("parquet", "csv"):
-        raise CommandError(f"--format: {fmt!r} is not parquet or csv")
     settings = load_settings(database=database)
-    paths = export_database(settings.database, settings.read_copy, directory, fmt, err)
-    tables = sum(1 for p in paths if p.suffix == f".{fmt}")
+    paths = export_database(settings.database, settings.read_copy, directory, fmt.value, err)
+    tables = sum(1 for p in paths if p.suffix == f".{fmt.value}")
     out.print(f"Wrote {tables} tables and the schema to {directory}")
 
 
 @app.command()
-def status(database: Database = None, account: AccountName = None) -> None:
+def status(
+    database: Database = None,
+    account: AccountName = None,
+    max_age: Annotated[Optional[str], typer.Option(
+        "--max-age", help="Exit 1 when an account's watermark is older than this (30m, 6h ...), as a freshness check.")] = None,
+) -> None:
     """Watermarks per account and their age, the last runs and their counts, table sizes."""
     from flows.status import print_status
 
-    print_status(load_settings(database=database), out, err, account)
-
-
-@app.command()
-def doctor(
-    account: AccountName = None,
-    cozmox_base_url: CozmoxUrl = None,
-    cozmox_api_key: CozmoxKey = None,
-    invent_base_url: InventUrl = None,
-    invent_api_key: InventKey = None,
-    invent_org_id: InventOrg = None,
-) -> None:
-    """Checks what chatsync assumes of each API with a few requests; exits 1 when one is violated."""
-    from flows.doctor import run_doctor
-
-    problem = run_doctor(load_settings(**connection(locals())), account, out)
-    if problem:
-        raise CommandError(problem)
+    limit = parse_duration(max_age, "--max-age") if max_age else None
+    stale = print_status(load_settings(database=database), out, err, account, limit)
+    if stale:
+        raise CommandError(f"older than --max-age {max_age}: {'; '.join(stale)}")
 
 
 @app.command()
@@ -365,7 +297,7 @@ def demo(
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point; returns the exit status instead of exiting, so tests can call it."""
     from extract.http import SourceError
-    from load.warehouse import DatabaseError
+    from load.errors import DatabaseError
 
     args = sys.argv[1:] if argv is None else argv
     runtime.apply()

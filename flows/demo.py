@@ -60,7 +60,7 @@ def _environment(**values: str) -> Iterator[None]:
 
 
 def run_demo(database: str, chats: int, out: Console) -> None:
-    from flows.cli import load_settings, run_backfill_flow, run_sync_flow
+    from flows.commands import load_settings, run_backfill_flow, run_sync_flow
     from simulator import Simulator, SimulatorServer
 
     # The simulator's clock runs two minutes behind, as a replica might: the activity it makes

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import duckdb
 from rich.console import Console
@@ -65,9 +65,11 @@ order by 2, 1
 """
 
 
-def print_status(settings: Settings, out: Console, err: Console, account: str | None = None) -> None:
+def print_status(settings: Settings, out: Console, err: Console, account: str | None = None,
+                 max_age: timedelta | None = None) -> list[str]:
     """One row per account (its organisation, watermark and last run), the last runs, table
-    sizes and what waits in rejected_records. Read-only: the read copy while a sync writes."""
+    sizes and what waits in rejected_records. Read-only: the read copy while a sync writes.
+    Returns the accounts whose watermark is older than `max_age` (or missing), each in words."""
     with reading(settings.database, settings.read_copy, err) as opened:
         con = opened.con
         version, expected = con.execute("select max(version) from schema_migrations").fetchone()[0], latest_migration()
@@ -102,6 +104,11 @@ def print_status(settings: Settings, out: Console, err: Console, account: str | 
         ).fetchall()
         if waiting:
             out.print(_table("rejected records", ["source", "stream", "records"], waiting))
+    if max_age is None:
+        return []
+    now = datetime.now(timezone.utc)
+    return [f"{name}: {'never synced' if w is None else 'watermark ' + _age(w)}"
+            for name, _, _, w, _, _, _ in accounts if w is None or now - w > max_age]
 
 
 def _with_missed_runs(con: duckdb.DuckDBPyConnection, database: str) -> None:

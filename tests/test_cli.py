@@ -80,7 +80,7 @@ def test_an_unreachable_api_names_the_source(settings, cli_env, capsys, monkeypa
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["sync", "--source", "nowhere"], ["unknown source", "nowhere"]),
+        (["sync", "--source", "nowhere"], ["--source", "nowhere", "is not one of"]),
         (["sync", "--no-such-option"], ["no such option"]),
         (["sync", "--source", "invent"], ["invent", "no API key"]),
     ],
@@ -323,3 +323,24 @@ def test_a_prefect_server_named_in_the_active_profile_is_left_to_prefect(tmp_pat
 
     assert temporary_server._server is None
     assert "PREFECT_API_URL" not in os.environ
+
+
+def test_version_and_help_that_names_each_variable_and_default(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("chatsync 0.")
+    code, out, _ = run(capsys, "sync", "--help")
+    flat = " ".join(out.split())
+    assert code == 0
+    for words in ("env var: CHATSYNC_DATABASE", "default: (chatsync.duckdb)", "env var: CHATSYNC_WAIT",
+                  "default: (3m)", "env var: INVENT_ORG_ID", "<cozmox|invent>"):
+        assert words in flat, words
+
+
+def test_status_max_age_exits_non_zero_for_a_stale_account(sim, settings, cli_env, capsys):
+    from flows.pipeline import run_sync
+
+    run_sync(settings.model_copy(update={"safety_margin_seconds": 7200}))  # reads up to two hours ago
+    assert run(capsys, "status", "--max-age", "3h")[0] == 0
+    code, out, err = run(capsys, "status", "--max-age", "1h")
+    assert code == 1 and "accounts" in out
+    assert err.startswith("chatsync: older than --max-age 1h: cozmox: watermark 2h ago") and err.count("\n") == 1

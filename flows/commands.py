@@ -1,0 +1,147 @@
+"""What the commands share: settings from options, running a flow with progress, its summary.
+
+flows/cli.py declares the commands; flows/demo.py runs flows through the same functions.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from flows import temporary_server
+from flows.progress import live
+from flows.settings import Settings
+
+# Piped output keeps whole table rows rather than the 80 columns rich assumes off a terminal.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+class CommandError(Exception):
+    """A failure the user can act on; its message is the whole story."""
+
+
+def variable(field: str) -> str:
+    """The environment variable behind a setting (CONTRACT.md)."""
+    return Settings.model_fields[field].validation_alias.choices[0]  # type: ignore[union-attr]
+
+
+def default(field: str) -> str:
+    """A setting's default as a user writes it."""
+    value = Settings.model_fields[field].default
+    if isinstance(value, timedelta):
+        seconds = int(value.total_seconds())
+        return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
+    return str(value)
+
+
+def load_settings(**options: str | None) -> Settings:
+    """Settings from the environment and .env, with the command line's options on top.
+
+    Options are written into the environment, so that flow runs, which read their settings
+    themselves to keep keys out of Prefect's parameters, see them too.
+    """
+    for field, value in options.items():
+        if value == "-" and field.endswith("_api_key"):
+            # Read it at a prompt instead: a key on the command line is visible to every user.
+            import typer
+
+            value = typer.prompt(variable(field), hide_input=True)
+        if value is not None:
+            os.environ[variable(field)] = value
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise CommandError(f"configuration: {first['loc'][0] if first['loc'] else 'value'}: {first['msg']}") from None
+
+
+def check_accounts(settings: Settings, source: str | None, account: str | None) -> None:
+    """Fails fast, before Prefect starts, on a source or account that is unknown, or none at all."""
+    from flows.accounts import ConfigError, selected_accounts
+
+    try:
+        selected_accounts(settings, source, account)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def server_ready() -> None:
+    try:
+        temporary_server.wait_until_ready()
+    except RuntimeError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def run_sync_flow(source: str | None, full_refresh: bool, settings: Settings, account: str | None = None) -> list:
+    check_accounts(settings, source, account)
+    from flows.sync_flow import sync_flow
+
+    server_ready()
+    with live(out):
+        state = sync_flow(source=source, database=settings.database, full_refresh=full_refresh, account=account,
+                          return_state=True)
+    return outcome(state)
+
+
+def run_backfill_flow(source: str | None, since: datetime, until: datetime | None, window: timedelta,
+                      settings: Settings, account: str | None = None) -> list:
+    check_accounts(settings, source, account)
+    from flows.sync_flow import backfill_flow
+
+    server_ready()
+    with live(out):
+        state = backfill_flow(since=since, until=until, source=source, window_seconds=window.total_seconds(),
+                              database=settings.database, account=account, return_state=True)
+    return outcome(state)
+
+
+def run_reconcile_flow(source: str | None, force: bool, settings: Settings, account: str | None = None) -> list:
+    check_accounts(settings, source, account)
+    from flows.sync_flow import reconcile_flow
+
+    server_ready()
+    with live(out):
+        state = reconcile_flow(source=source, database=settings.database, account=account, force=force,
+                               return_state=True)
+    return outcome(state)
+
+
+def outcome(state: Any) -> list:
+    """The run's summaries, printed; a failed run raises with the accounts' errors."""
+    summaries = state.result(raise_on_failure=False)
+    if isinstance(summaries, list):
+        print_summary(summaries)
+    if not state.is_completed():
+        raise CommandError(state.message or "the run failed")
+    return summaries
+
+
+def print_summary(summaries: list) -> None:
+    """A row per account; the errors and warnings, which are long, under the table."""
+    from flows.sync_flow import summary_table
+
+    rows = summary_table(summaries)
+    if not rows:
+        return
+    table = Table(title="chatsync summary")
+    # The org is in the account's name already; the account's name is never cut short.
+    columns = [c for c in rows[0] if c not in ("org", "error", "warnings")]
+    for column in columns:
+        table.add_column(column, no_wrap=True,
+                         min_width=max(len(str(row[column])) for row in rows) if column == "account" else None,
+                         justify="left" if column in ("account", "mode", "status") else "right")
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in columns))
+    out.print(table)
+    for row in rows:
+        if row["error"]:
+            out.print(f"  {row['error']}", soft_wrap=True, markup=False)
+        for warning in filter(None, row["warnings"].split(" | ")):
+            out.print(f"  {row['account']}: warning: {warning}", soft_wrap=True, markup=False)
