@@ -1,4 +1,4 @@
-"""The `chatsync` command (CONTRACT.md): the commands and their options, nothing else.
+"""The `chatsync` command: the commands and their options, nothing else.
 
 Every failure ends the same way: one line on standard error naming the source and the cause, and
 a non-zero exit. Logs and tables go to standard output. What commands share is in

@@ -28,7 +28,7 @@ class CommandError(Exception):
 
 
 def variable(field: str) -> str:
-    """The environment variable behind a setting (CONTRACT.md)."""
+    """The environment variable behind a setting (README, Configuration)."""
     return Settings.model_fields[field].validation_alias.choices[0]  # type: ignore[union-attr]
 
 

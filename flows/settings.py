@@ -1,4 +1,4 @@
-"""Configuration from the environment and a `.env` file (CONTRACT.md), one field per variable."""
+"""Configuration from the environment and a `.env` file (README, Configuration), one field per variable."""
 
 from __future__ import annotations
 

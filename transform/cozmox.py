@@ -1,7 +1,7 @@
 """Cozmox chats, as `GET /chat` returns them, into warehouse rows.
 
 A chat carries its messages, output, input and costs inline; messages have no id of their own,
-so a message is named by its chat, its list and its position (CONTRACT.md).
+so a message is named by its chat, its list and its position (docs/schema.md, messages).
 """
 
 from __future__ import annotations
