@@ -190,6 +190,28 @@ def reconcile(
 
 
 @app.command()
+def rebuild(
+    source: Source = None,
+    account: AccountName = None,
+    database: Database = None,
+    wait: Annotated[Optional[str], WAIT] = None,
+) -> None:
+    """Derives every table again from the raw records the warehouse keeps, with no request to
+    any API: what a new release reads (a new field) is filled in for the whole history."""
+    from flows.commands import print_summary
+    from flows.progress import live
+    from flows.rebuild import run_rebuild
+
+    settings = load_settings(database=database, wait=wait)
+    with live(out):
+        summaries = run_rebuild(settings, _source(source), account)
+    print_summary(summaries)
+    if not summaries:
+        raise CommandError(f"nothing to rebuild: {settings.database} holds no chats"
+                           + (f" of account {account}" if account else ""))
+
+
+@app.command()
 @reaching_apis(wait=False)
 def serve(
     cron: Annotated[Optional[str], typer.Option("--cron", help="When to sync, as a cron expression.", show_default="*/15 * * * *")] = None,

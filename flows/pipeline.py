@@ -182,7 +182,7 @@ def steps_of(reads: Iterator[Fetched], account: Account, org_id: str | None) -> 
 
 
 def _load_steps(warehouse: Warehouse, summary: RunSummary, steps: Iterator[LoadStep], *,
-                force: bool = False, keep_watermark: bool = False) -> dict[str, str]:
+                force: bool = False, keep_watermark: bool = False, rebuild: bool = False) -> dict[str, str]:
     """Loads the steps a group at a time; returns the chats left behind (id -> why).
 
     Each group loads in a thread of its own while the next one is fetched and transformed:
@@ -194,7 +194,8 @@ def _load_steps(warehouse: Warehouse, summary: RunSummary, steps: Iterator[LoadS
     def load(step: LoadStep) -> None:
         with quick_handoffs():
             result = warehouse.load(step.batch, account=summary.key, run_id=summary.run_id,
-                                    watermark=None if keep_watermark else step.watermark, force=force)
+                                    watermark=None if keep_watermark else step.watermark, force=force,
+                                    rebuild=rebuild)
         reporter().advance(summary.account, step.fetched, result.messages_upserted)
         summary.chats_fetched += step.fetched
         summary.chats_upserted += result.chats_upserted

@@ -370,15 +370,18 @@ class Warehouse:
         finished_window: tuple[datetime, datetime] | None = None,
         stream: str = "chats",
         force: bool = False,
+        rebuild: bool = False,
     ) -> LoadResult:
         """Upserts one batch and, when given, the watermark it completes, in one transaction.
 
         A chat is written only when it is new or its updated-at moved forward (with `force`,
         also when equal): a lookback re-read costs no writes, and an older copy fetched by a
         slower process never overwrites a newer one. Its child rows are replaced exactly, and
-        only when they differ from those held (by fingerprint).
+        only when they differ from those held (by fingerprint). A chat written again is no
+        longer deleted. A `rebuild` (rows derived again from what is stored, not a new read)
+        rewrites every chat and all its children, and keeps deleted_at.
         """
-        args = (batch, account, run_id, watermark, finished_window, stream, force)
+        args = (batch, account, run_id, watermark, finished_window, stream, force, rebuild)
         try:
             return self._load(*args, by_key=False)
         except duckdb.ConstraintException:
@@ -388,7 +391,7 @@ class Warehouse:
 
     def _load(self, batch: Batch, account: AccountKey, run_id: str, watermark: datetime | None,
               finished_window: tuple[datetime, datetime] | None, stream: str, force: bool,
-              by_key: bool) -> LoadResult:
+              rebuild: bool, by_key: bool) -> LoadResult:
         con = self.con
         con.execute("begin")
         try:
@@ -396,12 +399,13 @@ class Warehouse:
             if batch.chats:
                 chats = batch.table("chats")
                 con.register("batch_chats", chats)
-                op = ">=" if force else ">"
+                op = ">=" if force or rebuild else ">"
                 con.execute(
                     f"""
                     create or replace temp table changed as
                     select b.source, b.chat_id, b.updated_at, c.chat_id is not null as was_stored,
-                           c.children_fingerprint is distinct from b.children_fingerprint as rewrite
+                           c.deleted_at as was_deleted_at,
+                           {"true" if rebuild else "c.children_fingerprint is distinct from b.children_fingerprint"} as rewrite
                     from batch_chats b
                     left join chats c on c.source = b.source and c.chat_id = b.chat_id
                     where c.chat_id is null or b.updated_at {op} c.updated_at
@@ -424,6 +428,9 @@ class Warehouse:
                            if by_key else ""),
                         [now_utc()],
                     )
+                    if rebuild:
+                        con.execute("update chats t set deleted_at = c.was_deleted_at from changed c where"
+                                    " t.source = c.source and t.chat_id = c.chat_id and c.was_deleted_at is not null")
                 con.unregister("batch_chats")
                 con.execute("drop table changed")
             if batch.rejected:
