@@ -1,4 +1,5 @@
-"""Shared fixtures: a simulator on loopback, settings pointing at it, and warehouse checks.
+"""Shared fixtures: a simulator on loopback and settings pointing at it. pytest applies this file
+to every folder under tests/; the plain helpers the tests import are in helpers.py.
 
 Prefect runs on one temporary server for the whole session, under a PREFECT_HOME of its own.
 """
@@ -7,8 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 _prefect_home = tempfile.mkdtemp(prefix="chatsync-prefect-")
 os.environ["PREFECT_HOME"] = _prefect_home
@@ -23,15 +23,11 @@ from flows.prefect_env import configure  # noqa: E402
 
 configure()
 
-import duckdb  # noqa: E402
 import pytest  # noqa: E402
 
 from flows.settings import Settings  # noqa: E402
+from helpers import API_KEY, HISTORY_END  # noqa: E402
 from simulator import Simulator, SimulatorServer  # noqa: E402
-
-API_KEY = "sim-key"
-# History ends a day ago, so that a lookback never reaches into it by accident.
-HISTORY_END = (datetime.now(timezone.utc) - timedelta(days=1)).replace(second=0, microsecond=0)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -116,86 +112,8 @@ def cli_env(settings, monkeypatch):
     return values
 
 
-def query(database: str, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(database, read_only=True)
-    try:
-        con.execute("set TimeZone = 'UTC'")
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
-def parse_ts(value: str) -> datetime:
-    """An API time; a bare date (as Invent may send) is midnight UTC."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def expected_cozmox(sim: Simulator) -> dict[str, object]:
-    """What the warehouse must hold for the simulator's current Cozmox data."""
-    chats = sim.cozmox_chats()
-    messages = Counter()
-    costs = Counter()
-    for chat in chats:
-        lists = [chat.get("messages") or [], chat.get("output") or []]
-        if isinstance(chat.get("input"), list):
-            lists.append(chat["input"])
-        messages[chat["id"]] = sum(len(x) for x in lists)
-        costs[chat["id"]] = len(chat.get("costs") or [])
-    return {
-        "updated": {c["id"]: parse_ts(c["updatedAt"]) for c in chats},
-        "messages": messages,
-        "costs": costs,
-    }
-
-
-def assert_same_chats(want: dict[str, datetime], database: str, source: str) -> None:
-    """The same chats as the API, each at the API's version."""
-    got = dict(query(database, "select chat_id, updated_at from chats where source = ? and deleted_at is null", [source]))
-    missing = set(want) - set(got)
-    extra = set(got) - set(want)
-    assert not missing, f"{len(missing)} chats missing, e.g. {sorted(missing)[:3]}"
-    assert not extra, f"{len(extra)} chats that the API does not have, e.g. {sorted(extra)[:3]}"
-    stale = [cid for cid, ts in want.items() if got[cid] != ts]
-    assert not stale, f"{len(stale)} chats at an old version, e.g. {stale[:3]}"
-
-
-def assert_warehouse_matches(sim: Simulator, database: str) -> None:
-    """Every simulated chat is there once, at its current version, with exactly its children."""
-    want = expected_cozmox(sim)
-    assert_same_chats(want["updated"], database, "cozmox")
-    messages = Counter(dict(query(database, "select chat_id, count(*) from messages where source = 'cozmox' group by 1")))
-    assert +messages == +want["messages"]
-    costs = Counter(dict(query(database, "select chat_id, count(*) from costs where source = 'cozmox' group by 1")))
-    assert +costs == +want["costs"]
-
-
-def watermark(database: str, source: str = "cozmox") -> datetime | None:
-    rows = query(database, "select watermark from sync_state where source = ? and stream = 'chats'", [source])
-    return rows[0][0] if rows else None
-
-
 @pytest.fixture
 def invent_settings(settings) -> Settings:
     """Invent alone, with no request-rate limit: the simulator has none."""
     return settings.model_copy(update={"cozmox_api_key": None, "invent_api_key": API_KEY,
                                        "invent_requests_per_minute": 0})
-
-
-def expected_invent(sim: Simulator) -> dict[str, object]:
-    chats = sim.invent_chats()
-    messages = {c["id"]: sim.invent_messages(c["id"]) for c in chats}
-    return {
-        "updated": {c["id"]: parse_ts(c["updated_at"]) for c in chats},
-        "messages": Counter({cid: len(m) for cid, m in messages.items() if m}),
-        "usage": Counter({cid: n for cid, m in messages.items() if (n := sum(1 for x in m if x.get("usage")))}),
-        "members": Counter({c["id"]: len(c["members"]) for c in chats if c.get("members")}),
-    }
-
-
-def assert_invent_matches(sim: Simulator, database: str) -> None:
-    want = expected_invent(sim)
-    assert_same_chats(want["updated"], database, "invent")
-    for table, key in (("messages", "messages"), ("usage", "usage"), ("chat_members", "members")):
-        counts = Counter(dict(query(database, f"select chat_id, count(*) from {table} where source = 'invent' group by 1")))
-        assert +counts == +want[key], f"{table} differ"

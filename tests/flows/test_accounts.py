@@ -13,7 +13,7 @@ from datetime import timedelta
 import duckdb
 import pytest
 
-from conftest import API_KEY, HISTORY_END, expected_invent, query
+from helpers import API_KEY, HISTORY_END, expected_invent, query
 from flows.cli import main
 from simulator import Fault, Simulator, SimulatorServer
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import HISTORY_END, assert_warehouse_matches, parse_ts, query, watermark
+from helpers import HISTORY_END, assert_warehouse_matches, parse_ts, query, watermark
 from flows.pipeline import run_sync
 from simulator import Fault
 

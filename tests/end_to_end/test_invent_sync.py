@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import API_KEY, assert_invent_matches, assert_warehouse_matches, parse_ts, query, watermark
+from helpers import API_KEY, assert_invent_matches, assert_warehouse_matches, parse_ts, query, watermark
 from flows.pipeline import run_sync
 from simulator import Fault
 

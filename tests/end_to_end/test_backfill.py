@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import HISTORY_END, expected_cozmox, parse_ts, query, watermark
+from helpers import HISTORY_END, expected_cozmox, parse_ts, query, watermark
 from flows.pipeline import run_backfill, run_sync
 from simulator import Fault
 

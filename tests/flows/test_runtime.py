@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import query
+from helpers import query
 
 # A sync in a fresh process (the tweaks are process-wide), with or without the tweaks.
 SYNC = ("import sys; from flows import runtime; runtime.apply(); print(sorted(runtime._active));"

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import API_KEY, assert_invent_matches, assert_warehouse_matches, parse_ts, query
+from helpers import API_KEY, assert_invent_matches, assert_warehouse_matches, parse_ts, query
 from flows.pipeline import run_sync
 from simulator import Fault
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import API_KEY, query
+from helpers import API_KEY, query
 from flows.pipeline import run_reconcile, run_sync
 from simulator import Fault
 

@@ -619,7 +619,7 @@ def test_a_wrong_key_is_401_and_logged_on_the_first_org(
 def test_main_serves_several_orgs_behind_one_key() -> None:
     command = [sys.executable, "-m", "simulator", "--port", "0", "--orgs", "2", "--seed", "40",
                "--cozmox-chats", "5", "--invent-chats", "3"]
-    proc = subprocess.Popen(command, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
+    proc = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
                             text=True)
     watchdog = threading.Timer(60, proc.kill)
     watchdog.start()

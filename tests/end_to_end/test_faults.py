@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import API_KEY, assert_invent_matches, assert_warehouse_matches, query, watermark
+from helpers import API_KEY, assert_invent_matches, assert_warehouse_matches, query, watermark
 from flows.pipeline import run_sync
 from simulator import Fault
 

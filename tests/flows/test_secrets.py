@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from conftest import query
+from helpers import query
 from flows.cli import main
 from simulator import Fault
 

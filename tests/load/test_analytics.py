@@ -195,5 +195,5 @@ def test_the_schema_reference_is_generated_from_the_database():
         undocumented = rows(wh, "select table_name, column_name from duckdb_columns()"
                                 " where comment is null and database_name = current_database()")
     assert not undocumented, f"columns with no comment: {undocumented[:5]}"
-    committed = (Path(__file__).resolve().parent.parent / "docs" / "schema.md").read_text()
+    committed = (Path(__file__).resolve().parents[2] / "docs" / "schema.md").read_text()
     assert committed == generated, "docs/schema.md is stale: python -m load.schema_doc > docs/schema.md"

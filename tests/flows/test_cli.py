@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import assert_warehouse_matches, query, watermark
+from helpers import assert_warehouse_matches, query, watermark
 from flows.cli import main
 from simulator import Fault
 

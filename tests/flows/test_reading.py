@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import assert_warehouse_matches, query
+from helpers import assert_warehouse_matches, query
 from flows.cli import main
 from flows.pipeline import run_sync
 from load.read_copy import read_copy_path

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import API_KEY, HISTORY_END, assert_invent_matches, assert_warehouse_matches, query
+from helpers import API_KEY, HISTORY_END, assert_invent_matches, assert_warehouse_matches, query
 from flows.pipeline import run_backfill, run_sync
 
 RUNNER = Path(__file__).with_name("crash_runner.py")
+ROOT = Path(__file__).resolve().parents[2]  # the checkout, for the runner's imports
 POINTS = [("request", 4), ("request", 9), ("load", 1), ("load", 5), ("rows", 2), ("rows", 4),
           ("commit", 1), ("commit", 4)]
 FAST = {("request", 4), ("rows", 2), ("commit", 4)}  # make test; the rest with make test-all
@@ -36,7 +37,7 @@ def crash(settings, mode: str, point: str, n: int) -> None:
                CHATSYNC_PAGE_SIZE=str(settings.page_size), CHATSYNC_SAFETY_MARGIN_SECONDS="0",
                CHATSYNC_INVENT_REQUESTS_PER_MINUTE="0", CHATSYNC_INVENT_CONCURRENCY="1",
                BACKFILL_SINCE=(HISTORY_END - timedelta(days=30)).isoformat(),
-               PYTHONPATH=os.pathsep.join([str(RUNNER.parent.parent), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     done = subprocess.run([sys.executable, str(RUNNER), mode, point, str(n)], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, f"the run was not killed at {point} {n}: {done.stdout}{done.stderr}"
@@ -98,7 +99,7 @@ def test_two_accounts_synced_at_once_take_turns_on_the_file(sim, settings):
     env = dict(os.environ, CHATSYNC_DATABASE=settings.database, COZMOX_BASE_URL=settings.cozmox_base_url,
                INVENT_BASE_URL=settings.invent_base_url, COZMOX_API_KEY=API_KEY, INVENT_API_KEY=API_KEY,
                CHATSYNC_INVENT_REQUESTS_PER_MINUTE="0", CHATSYNC_PAGE_SIZE="20",
-               CHATSYNC_SAFETY_MARGIN_SECONDS="0", CHATSYNC_WAIT="2m", PYTHONPATH=str(RUNNER.parent.parent))
+               CHATSYNC_SAFETY_MARGIN_SECONDS="0", CHATSYNC_WAIT="2m", PYTHONPATH=str(ROOT))
     runs = [subprocess.Popen([sys.executable, "-c", script, source], env=env, stdout=subprocess.PIPE, text=True)
             for source in ("cozmox", "invent")]
     outcomes = [(run.wait(timeout=180), run.stdout.read().strip()) for run in runs]

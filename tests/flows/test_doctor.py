@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from httpx import Headers
 
-from conftest import API_KEY, HISTORY_END
+from helpers import API_KEY, HISTORY_END
 from extract import cozmox_doctor, invent_doctor
-from extract.doctor import Verdict, rate_limit, time_flaw
+from extract.doctor import Verdict
 from flows.cli import main
 from simulator import Simulator, SimulatorServer
 from simulator.broken import BROKEN_ASSUMPTIONS
@@ -188,29 +187,6 @@ def test_the_other_sort_key_is_fine_and_said(capsys, monkeypatch):
 
     assert code == 0, out
     assert found[("cozmox", cozmox_doctor.SORT_KEY)] is Verdict.OK and "in updatedAt order" in out
-
-
-@pytest.mark.parametrize("headers, verdict", [
-    ({}, Verdict.UNKNOWN),
-    ({"x-ratelimit-limit": "1000", "x-ratelimit-remaining": "998"}, Verdict.OK),
-    ({"ratelimit-limit": "300"}, Verdict.VIOLATED),
-    ({"x-ratelimit-limit": "many"}, Verdict.UNKNOWN),
-])
-def test_rate_limit_headers_against_what_chatsync_sends(headers, verdict):
-    assert rate_limit(Headers(headers), "chatsync sends up to 450 a minute", 450).verdict is verdict
-
-
-@pytest.mark.parametrize("value, flaw", [
-    ("2025-01-02T03:04:05.678Z", None),
-    ("2025-01-02T03:04:05.678901+02:00", None),
-    ("2025-01-02T03:04:05Z", "without milliseconds"),
-    ("2025-01-02T03:04:05.678", "without a zone"),
-    ("2025-01-02", "a bare date"),
-    ("2025-01-02 03:04:05.678Z", "not an ISO-8601 date-time"),
-    (1735786445678, "not a string"),
-])
-def test_what_a_time_lacks(value, flaw):
-    assert time_flaw(value) == flaw
 
 
 def test_the_simulator_lists_its_switches(capsys):
