@@ -69,7 +69,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_retry_after)
-        return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
+        return random.uniform(0, min(self.max_backoff, self.backoff * 2 ** min(attempt, 32)))
 
 
 @dataclass
@@ -82,7 +82,8 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return float(value)
+        seconds = float(value)
+        return seconds if math.isfinite(seconds) else None
     except ValueError:
         pass
     try:

@@ -20,7 +20,10 @@ def parse_time(value: Any) -> datetime:
         parsed = datetime.fromisoformat(text)
     else:
         raise ValueError(f"not a timestamp: {value!r}")
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    try:
+        return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{value!r} falls outside the calendar in UTC") from None
 
 
 def time_or_none(value: Any) -> datetime | None:

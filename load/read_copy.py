@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -151,6 +152,10 @@ def refuse_writes(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     if len(statements) != 1:
         raise DatabaseError(f"give one statement; this has {len(statements)}")
     kind = statements[0].type
+    analyzed = re.match(r"\s*explain\s+analy[sz]e\b(.*)", statements[0].query, re.IGNORECASE | re.DOTALL)
+    if kind == duckdb.StatementType.EXPLAIN and analyzed:  # which runs the statement it explains
+        refuse_writes(con, analyzed.group(1))
+        return
     if kind not in READING_STATEMENTS:
         raise DatabaseError(f"only statements that read are run here, and this is {kind.name}: "
                             "query the warehouse, change it with sync, backfill or reconcile")

@@ -1,7 +1,7 @@
 """Assumptions chatsync makes about the two APIs, each of which the simulator breaks on demand.
 
 `Simulator(broken={...})`, `sim.break_assumption(name)` or `python -m simulator --break NAME`; none
-is broken by default. Each one is what `chatsync doctor` must name (tests/test_doctor.py).
+is broken by default. Each one is what `chatsync doctor` must name (tests/flows/test_doctor.py).
 """
 
 from __future__ import annotations

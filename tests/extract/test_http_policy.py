@@ -164,3 +164,12 @@ def test_the_decoder_given_is_the_one_used():
 
     assert _classify("invent", "/z", response(200, b"[]"), keep) == "decoded"
     assert seen == [(b"[]", "/z")]
+
+
+@pytest.mark.parametrize("header", ["nan", "inf", "-inf"])
+def test_a_retry_after_that_is_not_a_finite_number_is_ignored(header):
+    assert _retry_after(header) is None
+
+
+def test_a_very_late_attempt_still_gets_a_capped_delay():
+    assert 0 <= RetryPolicy(backoff=0.5, max_backoff=30).delay(5000, None) <= 30

@@ -91,3 +91,9 @@ def test_time_or_none_gives_the_same_time_as_parse_time():
 def test_a_time_whose_utc_falls_outside_the_calendar_is_none(text):
     # Valid text, but moving it to UTC leaves year 1 to 9999: paging must not stop on it.
     assert time_or_none(text) is None
+
+
+def test_a_time_that_leaves_the_calendar_in_utc_is_a_value_error():
+    with pytest.raises(ValueError, match="outside the calendar"):
+        parse_time("9999-12-31T23:59:59-01:00")
+    assert time_or_none("9999-12-31T23:59:59-01:00") is None

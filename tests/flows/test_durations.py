@@ -47,3 +47,9 @@ def test_the_settings_read_their_durations_with_it(monkeypatch):
     monkeypatch.setenv("CHATSYNC_WAIT", "soon")
     with pytest.raises(ValidationError, match="30s, 5m, 6h, 1d or 1w"):
         Settings()
+
+
+@pytest.mark.parametrize("text", ["infs", "1e400s", "nans"])
+def test_durations_that_are_not_finite_are_refused_plainly(text):
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)

@@ -97,3 +97,14 @@ def test_exactly_one_statement_is_taken(con, sql, count):
     with pytest.raises(DatabaseError, match=f"give one statement; this has {count}"):
         refuse_writes(con, sql)
     assert con.execute("select count(*) from chats").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("statement", ["explain analyze copy t to 'leak.csv'", "EXPLAIN ANALYZE insert into t values (1)"])
+def test_explain_analyze_of_a_write_is_refused_since_it_runs_it(statement, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    con = duckdb.connect()
+    con.execute("create table t (x int)")
+    with pytest.raises(DatabaseError, match="only statements that read"):
+        refuse_writes(con, statement)
+    refuse_writes(con, "explain analyze select * from t")  # reading, explained: allowed
+    assert not (tmp_path / "leak.csv").exists()
