@@ -12,12 +12,11 @@ Last, the loads again without the `raw` column, to show what storing it costs.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +77,7 @@ def sync(texts: list[bytes], chats: int, with_raw: bool = True) -> None:
         warehouse.bound_memory()
         account = AccountKey("cozmox", "bench", "cozmox")
         run_id = warehouse.start_run(account, "full_refresh")
-        received = datetime.now(timezone.utc)
+        received = datetime.now(UTC)
         for i in range(0, len(texts), GROUP):
             began = time.process_time()
             batch = flatten(texts[i:i + GROUP], {}, received)

@@ -17,15 +17,15 @@ import math
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from extract.http import ApiClient, decode, dumps
 from extract.settings import COZMOX_CHATS_PATH, COZMOX_DEFAULT_BASE_URL
+from extract.source import BackfillWalk, Fetched, Source, StoredVersions, Window
 from extract.times import time_or_none
-from extract.source import BackfillWalk, Fetched, StoredVersions, Source, Window
 
 if TYPE_CHECKING:
     from extract.doctor import Check
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatsync.extract")
 
 MS = timedelta(milliseconds=1)
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Split a full window into slices expected to fill this share of a page, so that most slices
 # come back whole at the first request.
 _FILL = 0.6
@@ -43,7 +43,7 @@ _AHEAD = 4
 
 
 def iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
 def floor_ms(ts: datetime) -> datetime:

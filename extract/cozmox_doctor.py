@@ -18,10 +18,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from extract.cozmox import MS, floor_ms, iso, list_params
-from extract.times import time_or_none
-from extract.doctor import (RATE, Answer, Check, Verdict, ask, direction, distinct, rate_limit, stamp, time_format,
-                            times_of)
+from extract.doctor import (
+    RATE,
+    Answer,
+    Check,
+    Verdict,
+    ask,
+    direction,
+    distinct,
+    rate_limit,
+    stamp,
+    time_format,
+    times_of,
+)
 from extract.settings import COZMOX_CHATS_PATH, COZMOX_REQUESTS_PER_MINUTE
+from extract.times import time_or_none
 
 if TYPE_CHECKING:
     from extract.cozmox import Cozmox

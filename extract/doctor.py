@@ -12,9 +12,9 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from extract.times import time_or_none
 from extract.http import ApiClient, SourceRequestError
 from extract.settings import RATE_LIMIT_HEADERS, RATE_REMAINING_HEADERS
+from extract.times import time_or_none
 
 
 class Verdict(str, Enum):

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from extract.times import time_or_none
-from extract.http import ApiClient, dumps, SourceAuthError, SourceError, SourceRequestError, SourceUnavailable
+from extract.http import ApiClient, SourceAuthError, SourceError, SourceRequestError, SourceUnavailable, dumps
 from extract.settings import (
     INVENT_CHATS_PATH,
     INVENT_COUNT_HEADER,
@@ -27,7 +26,8 @@ from extract.settings import (
     INVENT_MAX_TAKE,
     INVENT_MESSAGES_PATH,
 )
-from extract.source import BackfillWalk, Fetched, StoredVersions, Source, Window
+from extract.source import BackfillWalk, Fetched, Source, StoredVersions, Window
+from extract.times import time_or_none
 
 if TYPE_CHECKING:
     from extract.doctor import Check
@@ -48,7 +48,7 @@ class LastMessage:
     created_at: datetime | None
 
     @classmethod
-    def of(cls, chat: dict) -> "LastMessage | None":
+    def of(cls, chat: dict) -> LastMessage | None:
         last = chat.get("last_message")
         if not isinstance(last, dict):
             return None
@@ -215,7 +215,7 @@ class InventChats:
             self.source.warn(f"a page answered {served} of {count} records to a request for {self.take}; "
                              f"reading on with pages of {served}")
 
-    def messages_of(self, chat_ids: dict[str, "LastMessage | None"]) -> "Messages":
+    def messages_of(self, chat_ids: dict[str, LastMessage | None]) -> Messages:
         """Messages of many chats at once; a chat whose messages fail is reported, not fatal.
 
         A 404 for a chat the list has just shown is not taken as a deletion: the chat waits for

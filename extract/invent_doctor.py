@@ -19,8 +19,19 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from extract.cozmox import iso
-from extract.doctor import (RATE, Answer, Check, Verdict, ask, direction, distinct, rate_limit, stamp, time_format,
-                            times_of)
+from extract.doctor import (
+    RATE,
+    Answer,
+    Check,
+    Verdict,
+    ask,
+    direction,
+    distinct,
+    rate_limit,
+    stamp,
+    time_format,
+    times_of,
+)
 from extract.settings import (
     INVENT_CHATS_PATH,
     INVENT_COUNT_HEADER,

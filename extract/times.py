@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 
@@ -20,7 +20,7 @@ def parse_time(value: Any) -> datetime:
         parsed = datetime.fromisoformat(text)
     else:
         raise ValueError(f"not a timestamp: {value!r}")
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def time_or_none(value: Any) -> datetime | None:

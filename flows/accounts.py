@@ -83,7 +83,7 @@ class _FileAccount(BaseModel):
         return values
 
     @model_validator(mode="after")
-    def _one_key_place(self) -> "_FileAccount":
+    def _one_key_place(self) -> _FileAccount:
         if (self.api_key_env is None) == (self.api_key_secret is None):
             raise ValueError("name exactly one of api_key_env and api_key_secret")
         return self

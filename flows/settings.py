@@ -8,13 +8,13 @@ from typing import Annotated
 from pydantic import AliasChoices, BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from load.read_copy import read_copy_path
 from extract.settings import (
-    COZMOX_MAX_LIMIT,
     COZMOX_DEFAULT_BASE_URL,
+    COZMOX_MAX_LIMIT,
     INVENT_DEFAULT_BASE_URL,
     INVENT_DEFAULT_ORG,
 )
+from load.read_copy import read_copy_path
 
 
 def parse_duration(value: str) -> timedelta:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 from rich.console import Console
@@ -19,7 +19,7 @@ TABLES = ("chats", "messages", "usage", "costs", "chat_members", "rejected_recor
 def _age(ts: datetime | None) -> str:
     if ts is None:
         return "-"
-    seconds = int((datetime.now(timezone.utc) - ts).total_seconds())
+    seconds = int((datetime.now(UTC) - ts).total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
@@ -106,7 +106,7 @@ def print_status(settings: Settings, out: Console, err: Console, account: str | 
             out.print(_table("rejected records", ["source", "stream", "records"], waiting))
     if max_age is None:
         return []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return [f"{name}: {'never synced' if w is None else 'watermark ' + _age(w)}"
             for name, _, _, w, _, _, _ in accounts if w is None or now - w > max_age]
 

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -78,7 +78,7 @@ def _migrations() -> list[tuple[int, str, str]]:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 WAIT_REPORT_SECONDS = 5.0
@@ -181,7 +181,7 @@ class Warehouse:
             self.con.execute("pragma disable_checkpoint_on_shutdown")
         self.con.close()
 
-    def __enter__(self) -> "Warehouse":
+    def __enter__(self) -> Warehouse:
         return self
 
     def __exit__(self, *exc: object) -> None:

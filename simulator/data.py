@@ -10,14 +10,14 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from simulator import corpus
 
-UTC = timezone.utc
+UTC = UTC
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US_PER_MS = 1000
 _V4_CLEAR = ~(0xF000 << 64) & ~(0xC000 << 48)

@@ -18,8 +18,7 @@ from typing import Any
 import orjson
 
 from simulator.broken import known
-from simulator.data import (UTC, CozmoxFactory, Made, clone, iso_ms, parse_us, to_ms,
-                            total_cost, uid)
+from simulator.data import UTC, CozmoxFactory, Made, clone, iso_ms, parse_us, to_ms, total_cost, uid
 from simulator.data_invent import InventFactory
 from simulator.faults import Fault, RequestInfo, select_faults
 

@@ -177,11 +177,11 @@ class Batch:
     rejected: list[dict] = field(default_factory=list)
     _tables: dict[str, pa.Table] | None = field(default=None, repr=False, compare=False)
 
-    def extend(self, other: "Batch") -> None:
+    def extend(self, other: Batch) -> None:
         for name in ROW_LISTS:
             getattr(self, name).extend(getattr(other, name))
 
-    def merge(self, other: "Batch") -> None:
+    def merge(self, other: Batch) -> None:
         """Adds a later page's rows; a chat on both keeps only its newer copy, children and all.
 
         A chat updated while the pages were read shows up twice, once per place it held.

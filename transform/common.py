@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, NamedTuple
 
 import orjson
@@ -14,7 +14,7 @@ from extract.times import parse_time
 
 # Python's datetime stops at year 9999 and DuckDB's TIMESTAMPTZ far beyond; a timestamp past
 # either is not a time anybody recorded.
-_MIN = datetime(1, 1, 2, tzinfo=timezone.utc)
+_MIN = datetime(1, 1, 2, tzinfo=UTC)
 
 
 # Dates and naive date-times are taken as UTC; the APIs send both.
@@ -28,7 +28,7 @@ def epoch_ms(value: float | None) -> datetime | None:
     if value is None:
         return None
     try:
-        return datetime.fromtimestamp(value / 1000.0, tz=timezone.utc)
+        return datetime.fromtimestamp(value / 1000.0, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return None
 

@@ -6,14 +6,25 @@ so a message is named by its chat, its list and its position (CONTRACT.md).
 
 from __future__ import annotations
 
-from datetime import datetime
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field, StrictStr, field_validator
 
 from transform.batch import Batch
-from transform.common import Int64, Record, Timestamp, as_received, dumps, epoch_ms, read_page, reason, rejected_row, unique_keys
+from transform.common import (
+    Int64,
+    Record,
+    Timestamp,
+    as_received,
+    dumps,
+    epoch_ms,
+    read_page,
+    reason,
+    rejected_row,
+    unique_keys,
+)
 
 SOURCE = "cozmox"
 

@@ -6,8 +6,8 @@ messages, each with its parts (text, and files such as audio) and its token usag
 
 from __future__ import annotations
 
-from datetime import datetime
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field, StrictStr, field_validator
