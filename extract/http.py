@@ -174,7 +174,7 @@ class CookielessClient(httpx.Client):
 
     _none = _NoCookies()
 
-    @property
+    @property  # type: ignore[misc]  # read-only on purpose: nothing is ever kept
     def cookies(self) -> httpx.Cookies:
         return self._none
 
@@ -208,7 +208,7 @@ def _keep_response(response: httpx.Response) -> None:
 
 
 class ApiClient:
-    after_decode: ClassVar[Callable[[httpx.Response], None]] = staticmethod(_keep_response)
+    after_decode: ClassVar[staticmethod[[httpx.Response], None]] = staticmethod(_keep_response)
 
     def __init__(
         self,

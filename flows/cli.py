@@ -20,11 +20,11 @@ from flows.prefect_env import configure
 
 configure()  # Prefect reads its settings once, at import: before anything imports it
 
-import typer  # noqa: E402
-from typer._click.exceptions import ClickException  # noqa: E402  (typer vendors click)
+import typer
+from typer._click.exceptions import ClickException  # typer vendors click
 
-from flows import runtime, temporary_server  # noqa: E402
-from flows.commands import (  # noqa: E402
+from flows import runtime, temporary_server
+from flows.commands import (
     CommandError,
     check_accounts,
     default,
@@ -36,7 +36,7 @@ from flows.commands import (  # noqa: E402
     run_sync_flow,
     variable,
 )
-from flows.settings import parse_duration as parse_duration_text  # noqa: E402
+from flows.settings import parse_duration as parse_duration_text
 
 app = typer.Typer(
     add_completion=False,
@@ -63,9 +63,9 @@ class ExportFormat(str, Enum):
     csv = "csv"
 
 
-def _setting(flag: str, field: str, help: str, show_default: bool = True) -> Any:
+def _setting(flag: str, field: str, text: str, show_default: bool = True) -> Any:
     """An option backed by a setting: its variable and default shown in the help."""
-    return typer.Option(flag, envvar=variable(field), show_envvar=True, help=help,
+    return typer.Option(flag, envvar=variable(field), show_envvar=True, help=text,
                         show_default=default(field) if show_default else False)
 
 
@@ -140,7 +140,7 @@ def _version(show: bool) -> None:
             out.print(f"chatsync {version('chatsync')}")
         except PackageNotFoundError:
             out.print("chatsync (not installed)")
-        raise typer.Exit()
+        raise typer.Exit
 
 
 @app.callback()
@@ -157,7 +157,8 @@ def sync(
     source: Source = None,
     account: AccountName = None,
     database: Database = None,
-    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Ignore the saved watermark and read everything.")] = False,
+    full_refresh: Annotated[bool, typer.Option(
+        "--full-refresh", help="Ignore the saved watermark and read everything.")] = False,
     *, settings: Any,
 ) -> None:
     """One incremental sync of every configured account (or some) from its saved watermark."""
@@ -168,7 +169,8 @@ def sync(
 @reaching_apis()
 def backfill(
     since: Annotated[str, typer.Option("--since", help="Start of the updated-at range: a date or date-time (UTC).")],
-    until: Annotated[str | None, typer.Option("--until", help="End of the range, exclusive; default: now less the safety margin.")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", help="End of the range, exclusive; default: now less the safety margin.")] = None,
     source: Source = None,
     account: AccountName = None,
     window: Annotated[str, typer.Option("--window", help="Window size: 6h, 1d, 1w ...")] = "1d",
@@ -200,7 +202,8 @@ def reconcile(
 @app.command()
 @reaching_apis(wait=False)
 def serve(
-    cron: Annotated[str | None, typer.Option("--cron", help="When to sync, as a cron expression.", show_default="*/15 * * * *")] = None,
+    cron: Annotated[str | None, typer.Option(
+        "--cron", help="When to sync, as a cron expression.", show_default="*/15 * * * *")] = None,
     interval: Annotated[float | None, typer.Option("--interval", min=1, help="Or every this many seconds.")] = None,
     source: Source = None,
     account: AccountName = None,
@@ -242,7 +245,8 @@ def doctor(account: AccountName = None, *, settings: Any) -> None:
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help="One SQL statement that reads, e.g. \"select * from daily_spend limit 10\".")],
+    sql: Annotated[str, typer.Argument(
+        help="One SQL statement that reads, e.g. \"select * from daily_spend limit 10\".")],
     fmt: Annotated[QueryFormat, typer.Option("--format")] = QueryFormat.table,
     database: Database = None,
 ) -> None:
@@ -281,7 +285,8 @@ def status(
     database: Database = None,
     account: AccountName = None,
     max_age: Annotated[str | None, typer.Option(
-        "--max-age", help="Exit 1 when an account's watermark is older than this (30m, 6h ...), as a freshness check.")] = None,
+        "--max-age",
+        help="Exit 1 when an account's watermark is older than this (30m, 6h ...), as a freshness check.")] = None,
 ) -> None:
     """Watermarks per account and their age, the last runs and their counts, table sizes."""
     from flows.status import print_status
@@ -294,7 +299,8 @@ def status(
 
 @app.command()
 def demo(
-    database: Annotated[str, typer.Option("--database", help="Where the demo warehouse goes.")] = "chatsync-demo.duckdb",
+    database: Annotated[str, typer.Option(
+        "--database", help="Where the demo warehouse goes.")] = "chatsync-demo.duckdb",
     chats: Annotated[int, typer.Option("--chats", min=1, help="Cozmox chats in the simulator.")] = 400,
 ) -> None:
     """Runs the whole pipeline against the built-in API simulator, on loopback, with no keys."""

@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     invent_org_id: str = Field(INVENT_DEFAULT_ORG, validation_alias=_env("INVENT_ORG_ID"))
     # How long a sync, backfill or reconcile waits for another process to let go of the
     # warehouse file: scheduled runs of different accounts take turns on it.
-    wait: Annotated[timedelta, BeforeValidator(_duration)] = Field(timedelta(minutes=3), validation_alias=_env("CHATSYNC_WAIT"))
+    wait: Annotated[timedelta, BeforeValidator(_duration)] = Field(timedelta(minutes=3),
+                                                                   validation_alias=_env("CHATSYNC_WAIT"))
     # The copy people and tools read while syncs write (`off`: none); default NAME.read.duckdb.
     read_database: str | None = Field(None, validation_alias=_env("CHATSYNC_READ_DATABASE"))
     # More accounts (many keys and orgs), from a file that names where each key is kept.
