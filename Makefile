@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-all bench clean
+.PHONY: demo lint test test-all bench clean
 
 $(BIN)/chatsync: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,13 @@ $(BIN)/chatsync: pyproject.toml
 demo: $(BIN)/chatsync
 	$(BIN)/chatsync demo
 
-test: $(BIN)/chatsync
+# Ruff over the code (see [tool.ruff] for what is left out for now), then mypy over the
+# folders that [tool.mypy] names: strict on extract/, transform/ and load/.
+lint: $(BIN)/chatsync
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: $(BIN)/chatsync lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-all: $(BIN)/chatsync
@@ -25,4 +31,4 @@ bench: $(BIN)/chatsync
 	$(BIN)/python bench/bench.py
 
 clean:
-	rm -rf $(VENV) *.duckdb *.duckdb.wal
+	rm -rf $(VENV) .mypy_cache .ruff_cache *.duckdb *.duckdb.wal

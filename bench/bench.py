@@ -55,10 +55,11 @@ from pathlib import Path
 
 import duckdb
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulator import Simulator, SimulatorServer  # noqa: E402
+from simulator import Simulator, SimulatorServer
+
+HERE = Path(__file__).resolve().parent
 
 SIZES = {"small": (2_000, 500), "large": (20_000, 5_000)}
 KEY = "bench-key"
@@ -155,7 +156,7 @@ def floor_requests(rows: Rows) -> int:
 
 def _count(database: str, sql: str) -> int:
     with duckdb.connect(database, read_only=True) as db:
-        return db.execute(sql).fetchone()[0]
+        return int(db.execute(sql).fetchall()[0][0])
 
 
 def chatsync_rows(database: str) -> Rows:
@@ -288,7 +289,7 @@ def main() -> None:
     with_dlt = not args.skip_dlt
     if with_dlt:
         try:
-            import dlt  # noqa: F401
+            import dlt  # noqa: F401 - whether it imports is the question
         except ImportError:
             print("dlt is not installed (pip install 'dlt[duckdb]'); measuring without it")
             with_dlt = False

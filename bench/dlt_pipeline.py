@@ -29,9 +29,9 @@ PAGE_SIZE = 100
 # machine. Not a speed knob, so the default pipeline goes without it too.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
-import dlt  # noqa: E402
-from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator  # noqa: E402
-from dlt.sources.rest_api import rest_api_source  # noqa: E402
+import dlt
+from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
+from dlt.sources.rest_api import rest_api_source
 
 
 class ShortPagePaginator(PageNumberPaginator):

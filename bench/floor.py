@@ -38,7 +38,7 @@ def main(cozmox: str, invent: str, key: str) -> None:
             page += 1
 
         def messages(chat_id: str) -> int:
-            http.get(f"{invent}/chats/{chat_id}/messages", params={"take": 100}).content
+            http.get(f"{invent}/chats/{chat_id}/messages", params={"take": 100})  # reads the whole body
             return 1
 
         with ThreadPoolExecutor(8) as pool:

@@ -12,12 +12,12 @@ Last, the loads again without the `raw` column, to show what storing it costs.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,12 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from extract.cozmox import split_envelope  # noqa: E402
-from extract.http import CookielessClient  # noqa: E402
-from flows import runtime  # noqa: E402
-from load.warehouse import AccountKey, Warehouse  # noqa: E402
-from simulator import Simulator, SimulatorServer  # noqa: E402
-from transform.cozmox import Chat, flatten  # noqa: E402
+from extract.cozmox import split_envelope
+from extract.http import CookielessClient
+from flows import runtime
+from load.warehouse import AccountKey, Warehouse
+from simulator import Simulator, SimulatorServer
+from transform.cozmox import Chat, flatten
 
 KEY = "bench-key"
 GROUP = 500  # chats per load, as the pipeline's groups
@@ -42,11 +42,16 @@ def download(chats: int) -> list[bytes]:
             CookielessClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as http:
         page = 1
         while True:
-            body = http.get(f"{server.cozmox_url}/chat", params={"page": page, "limit": 100, "sortOrder": "ASC"}).content
+            params: dict[str, str | int] = {"page": page, "limit": 100, "sortOrder": "ASC"}
+            body = http.get(f"{server.cozmox_url}/chat", params=params).content
             pages.append(body)
             if body.count(b'"orgId"') < 100:
                 return pages
             page += 1
+
+
+def cut(pages: list[bytes]) -> list[bytes]:
+    return [text for body in pages for text in split_envelope(body, "/chat")["results"]]
 
 
 def each(texts: list[bytes], work: Callable[[bytes], Any]) -> Callable[[], None]:
@@ -78,7 +83,7 @@ def sync(texts: list[bytes], chats: int, with_raw: bool = True) -> None:
         warehouse.bound_memory()
         account = AccountKey("cozmox", "bench", "cozmox")
         run_id = warehouse.start_run(account, "full_refresh")
-        received = datetime.now(timezone.utc)
+        received = datetime.now(UTC)
         for i in range(0, len(texts), GROUP):
             began = time.process_time()
             batch = flatten(texts[i:i + GROUP], {}, received)
@@ -89,7 +94,7 @@ def sync(texts: list[bytes], chats: int, with_raw: bool = True) -> None:
             built = time.process_time()
             warehouse.load(batch, account=account, run_id=run_id, watermark=received, force=True)
             loaded = time.process_time()
-            for label, seconds in zip(labels, (flattened - began, built - flattened, loaded - built)):
+            for label, seconds in zip(labels[:-1], (flattened - began, built - flattened, loaded - built), strict=True):
                 spent[label] += seconds
         began = time.process_time()
         warehouse.close()
@@ -104,8 +109,7 @@ def main(chats: int) -> None:
     runtime.apply()
     runtime.settle_heap()  # the garbage collector set as a sync sets it
     print(f"{chats} Cozmox chats, {sum(map(len, pages)) / 2**20:.0f} MB of pages; CPU seconds of each part alone:")
-    texts = timed("cut the pages into chats (msgspec)", chats,
-                  lambda: [text for body in pages for text in split_envelope(body, "/chat")["results"]])
+    texts = timed("cut the pages into chats (msgspec)", chats, partial(cut, pages))
     del pages
     timed("decode each chat (orjson)", chats, each(texts, orjson.loads))
     timed("decode and validate each chat (orjson, pydantic)", chats,

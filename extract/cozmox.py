@@ -17,15 +17,17 @@ import math
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from extract.http import ApiClient, decode, dumps
 from extract.settings import COZMOX_CHATS_PATH, COZMOX_DEFAULT_BASE_URL
+from extract.source import BackfillWalk, Fetched, Source, StoredVersions, Window
 from extract.times import time_or_none
-from extract.source import BackfillWalk, Fetched, StoredVersions, Source, Window
 
 if TYPE_CHECKING:
     from extract.doctor import Check
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatsync.extract")
 
 MS = timedelta(milliseconds=1)
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Split a full window into slices expected to fill this share of a page, so that most slices
 # come back whole at the first request.
 _FILL = 0.6
@@ -43,7 +45,7 @@ _AHEAD = 4
 
 
 def iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
 def floor_ms(ts: datetime) -> datetime:
@@ -94,9 +96,9 @@ def split_envelope(content: bytes, path: str) -> Any:
     """The envelope with each chat left as its JSON text.
 
     Most of a page is embedded assistants and messages that are stored as sent, so the page is
-    cut into chats without building Python objects for them. A body msgspec cannot cut (NaN, a bad envelope, nesting past its limit of about
-    1,000 levels) is read leniently instead; where nothing reads it, the page is unreadable
-    and retried like a truncated one.
+    cut into chats without building Python objects for them. A body msgspec cannot cut (NaN, a
+    bad envelope, nesting past its limit of about 1,000 levels) is read leniently instead; where
+    nothing reads it, the page is unreadable and retried like a truncated one.
     """
     try:
         envelope = _ENVELOPE.decode(content)
@@ -122,8 +124,7 @@ def _all_outside(records: list[bytes], start: datetime | None, end: datetime) ->
 
     That is what a repeated page looks like; chats without a readable date prove nothing.
     """
-    times = [time_or_none(chat_key(r).updatedAt) for r in records]
-    times = [t for t in times if t is not None]
+    times = [t for t in (time_or_none(chat_key(r).updatedAt) for r in records) if t is not None]
     return bool(times) and all(t >= end or (start is not None and t < start) for t in times)
 
 
@@ -212,7 +213,7 @@ class CozmoxChats:
         slices = max(2, min(wanted, _MAX_SLICES, span_ms))
         step = span_ms // slices
         bounds = [lo + MS * (step * i) for i in range(slices)] + [hi]
-        return list(zip(bounds[:-1], bounds[1:]))
+        return list(pairwise(bounds))
 
     def _earliest(self, end: datetime) -> datetime:
         """A lower bound on updatedAt for a sync with no watermark.
@@ -275,7 +276,7 @@ class Cozmox(Source):
 
     def backfill(self, windows: list[Window], stored_versions: StoredVersions) -> list[BackfillWalk]:
         return [BackfillWalk(f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}", [(start, end)],
-                             lambda start=start, end=end: self.changes(start, end, False, stored_versions))
+                             partial(self.changes, start, end, False, stored_versions))
                 for start, end in windows]
 
     def listed_ids(self, started: datetime) -> set[str]:

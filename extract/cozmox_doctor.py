@@ -18,10 +18,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from extract.cozmox import MS, floor_ms, iso, list_params
-from extract.times import time_or_none
-from extract.doctor import (RATE, Answer, Check, Verdict, ask, direction, distinct, rate_limit, stamp, time_format,
-                            times_of)
+from extract.doctor import (
+    RATE,
+    Answer,
+    Check,
+    Verdict,
+    ask,
+    direction,
+    distinct,
+    rate_limit,
+    stamp,
+    time_format,
+    times_of,
+)
 from extract.settings import COZMOX_CHATS_PATH, COZMOX_REQUESTS_PER_MINUTE
+from extract.times import time_or_none
 
 if TYPE_CHECKING:
     from extract.cozmox import Cozmox
@@ -108,11 +119,12 @@ def _page_size(pages: list[Asked]) -> Check:
 def _window(oldest: Asked, page: Callable[[dict[str, Any]], Asked]) -> Check:
     """A window one millisecond wide at a chat's own updatedAt: that chat must come back
     (updatedAtGe is inclusive), and nothing from outside."""
-    chats = [c for c in oldest.chats or [] if isinstance(c, dict) and time_or_none(c.get("updatedAt"))]
-    if not chats:
+    read = [(c, time_or_none(c.get("updatedAt"))) for c in oldest.chats or [] if isinstance(c, dict)]
+    dated = [(c, t) for c, t in read if t is not None]
+    if not dated:
         return Check(WINDOW, Verdict.UNKNOWN, "no chat with a readable updatedAt to build a window around")
-    chosen = chats[len(chats) // 2]
-    start = floor_ms(time_or_none(chosen["updatedAt"]))  # type: ignore[arg-type]
+    chosen, updated = dated[len(dated) // 2]
+    start = floor_ms(updated)
     asked = page(list_params(start, start + MS, limit=SMALL))
     query = f"updatedAtGe={iso(start)}&updatedAtLt={iso(start + MS)}"
     if asked.answer.refused is not None:
@@ -120,7 +132,7 @@ def _window(oldest: Asked, page: Callable[[dict[str, Any]], Asked]) -> Check:
     if asked.chats is None:
         return Check(WINDOW, Verdict.VIOLATED, f"{query} answered no results list")
     times = times_of(asked.chats, "updatedAt")
-    outside = [(c, t) for c, t in zip(asked.chats, times) if t is None or not start <= t < start + MS]
+    outside = [(c, t) for c, t in zip(asked.chats, times, strict=True) if t is None or not start <= t < start + MS]
     total = asked.meta("totalItems")
     said = f"{query} answered {len(asked.chats)} chat(s)" + (f" of totalItems {total}" if total is not None else "")
     if outside:
@@ -162,7 +174,7 @@ def _sort_order(key: str | None, oldest: Asked, newest: Asked) -> Check:
         times = times_of(p.chats or [], key)
         way = direction(times)
         said.append(f"sortOrder={p.params['sortOrder']}: {key} from {stamp(times[0]) if times else '-'} "
-                    f"{'to' if way == 'flat' else way + ' to'} {stamp(times[-1]) if times else '-'}")
+                    f"{'to' if way == 'flat' else (way or 'in no order') + ' to'} {stamp(times[-1]) if times else '-'}")
         if way not in (wanted, "flat"):
             wrong.append(f"sortOrder={p.params['sortOrder']} came back {'newest' if word == 'oldest' else 'oldest'} "
                          f"first")
@@ -176,11 +188,11 @@ def _metadata(pages: list[Asked]) -> Check:
     for p in pages:
         asked = f"page={p.params['page']}&limit={p.params['limit']}"
         values = {name: p.meta(name) for name in ("itemsPerPage", "totalItems", "currentPage")}
-        missing = [name for name, value in values.items() if value is None]
-        if missing:
+        per, total, current = values["itemsPerPage"], values["totalItems"], values["currentPage"]
+        if per is None or total is None or current is None:
+            missing = [name for name, value in values.items() if value is None]
             wrong.append(f"{asked}: no metadata.{', metadata.'.join(missing)}")
             continue
-        per, total, current = values["itemsPerPage"], values["totalItems"], values["currentPage"]
         got = len(p.chats or [])
         if current != p.params["page"]:
             wrong.append(f"{asked}: currentPage {current}")

@@ -6,15 +6,16 @@ the probes share is here.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from itertools import pairwise
 from typing import Any
 
-from extract.times import time_or_none
 from extract.http import ApiClient, SourceRequestError
 from extract.settings import RATE_LIMIT_HEADERS, RATE_REMAINING_HEADERS
+from extract.times import time_or_none
 
 
 class Verdict(str, Enum):
@@ -96,7 +97,7 @@ def time_format(assumption: str, values: dict[str, list[Any]], lenient: dict[str
     if flaws:
         return Check(assumption, Verdict.VIOLATED, "; ".join(flaws + notes))
     example = next(v for found in values.values() for v in found)
-    return Check(assumption, Verdict.OK, "; ".join([f"{seen} of {seen} like {example!r}"] + notes))
+    return Check(assumption, Verdict.OK, "; ".join([f"{seen} of {seen} like {example!r}", *notes]))
 
 
 def distinct(pages: Iterable[list[Any]]) -> list[dict[str, Any]]:
@@ -113,13 +114,14 @@ def times_of(records: list[Any], name: str) -> list[datetime | None]:
     return [time_or_none(r.get(name)) if isinstance(r, dict) else None for r in records]
 
 
-def direction(times: list[datetime | None]) -> str | None:
+def direction(times: Sequence[datetime | None]) -> str | None:
     """'up', 'down' or 'flat' where these times are in one order; None where they are not, or
     where any is missing."""
-    if any(t is None for t in times):
+    known = [t for t in times if t is not None]
+    if len(known) < len(times):
         return None
-    ups = any(a < b for a, b in zip(times, times[1:]))  # type: ignore[operator]
-    downs = any(a > b for a, b in zip(times, times[1:]))  # type: ignore[operator]
+    ups = any(a < b for a, b in pairwise(known))
+    downs = any(a > b for a, b in pairwise(known))
     if ups and downs:
         return None
     return "up" if ups else "down" if downs else "flat"

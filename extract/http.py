@@ -19,9 +19,9 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httpx
@@ -175,7 +175,7 @@ class CookielessClient(httpx.Client):
 
     _none = _NoCookies()
 
-    @property
+    @property  # type: ignore[misc]  # read-only on purpose: nothing is ever kept
     def cookies(self) -> httpx.Cookies:
         return self._none
 
@@ -209,7 +209,7 @@ def _keep_response(response: httpx.Response) -> None:
 
 
 class ApiClient:
-    after_decode: ClassVar[Callable[[httpx.Response], None]] = staticmethod(_keep_response)
+    after_decode: ClassVar[staticmethod[[httpx.Response], None]] = staticmethod(_keep_response)
 
     def __init__(
         self,
@@ -239,7 +239,7 @@ class ApiClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "ApiClient":
+    def __enter__(self) -> ApiClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

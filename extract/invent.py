@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from extract.times import time_or_none
-from extract.http import ApiClient, dumps, SourceAuthError, SourceError, SourceRequestError, SourceUnavailable
+from extract.http import ApiClient, SourceAuthError, SourceError, SourceRequestError, SourceUnavailable, dumps
 from extract.settings import (
     INVENT_CHATS_PATH,
     INVENT_COUNT_HEADER,
@@ -27,7 +27,8 @@ from extract.settings import (
     INVENT_MAX_TAKE,
     INVENT_MESSAGES_PATH,
 )
-from extract.source import BackfillWalk, Fetched, StoredVersions, Source, Window
+from extract.source import BackfillWalk, Fetched, Source, StoredVersions, Window
+from extract.times import time_or_none
 
 if TYPE_CHECKING:
     from extract.doctor import Check
@@ -48,7 +49,7 @@ class LastMessage:
     created_at: datetime | None
 
     @classmethod
-    def of(cls, chat: dict) -> "LastMessage | None":
+    def of(cls, chat: dict[str, Any]) -> LastMessage | None:
         last = chat.get("last_message")
         if not isinstance(last, dict):
             return None
@@ -122,9 +123,10 @@ class InventChats:
         seen: set[str] = set()
         while True:
             records, count = self.page(number, previous)
-            times = [t for t in (time_or_none(r.get("updated_at")) if isinstance(r, dict) else None for r in records) if t]
+            times = [t for t in (time_or_none(r.get("updated_at")) if isinstance(r, dict) else None for r in records)
+                     if t]
             if not self.out_of_order and (
-                any(a < b for a, b in zip(times, times[1:]))
+                any(a < b for a, b in pairwise(times))
                 or (oldest_so_far is not None and times and max(times) > oldest_so_far)
             ):
                 self.out_of_order = True
@@ -138,7 +140,7 @@ class InventChats:
                     self.source.api_total = (self.source.api_total or 0) + count
                     self.source.api_seen += len(seen)
                 return
-            if short:
+            if short and count is not None:  # (a short page without a count has returned above)
                 # A short page while the API's own count says more: it pages smaller than asked,
                 # and page numbers follow its size, so read on, to an empty page.
                 self._short_page(len(records), count)
@@ -215,7 +217,7 @@ class InventChats:
             self.source.warn(f"a page answered {served} of {count} records to a request for {self.take}; "
                              f"reading on with pages of {served}")
 
-    def messages_of(self, chat_ids: dict[str, "LastMessage | None"]) -> "Messages":
+    def messages_of(self, chat_ids: dict[str, LastMessage | None]) -> Messages:
         """Messages of many chats at once; a chat whose messages fail is reported, not fatal.
 
         A 404 for a chat the list has just shown is not taken as a deletion: the chat waits for
@@ -346,7 +348,8 @@ class Invent(Source):
                 keyed = [k for k in keyed if k[2] is None or start is None or start <= k[2] < until]
             versions = stored_versions([chat_id for _, chat_id, _ in keyed if chat_id is not None])
             changed = [k for k in keyed if force or k[1] is None or k[2] is None or k[1] not in versions
-                       or k[2] > versions[k[1]][0] or (k[2] == versions[k[1]][0] and _digest(k[0]) != versions[k[1]][1])]
+                       or k[2] > versions[k[1]][0]
+                       or (k[2] == versions[k[1]][0] and _digest(k[0]) != versions[k[1]][1])]
             asked = {chat_id: LastMessage.of(record) for record, chat_id, _ in changed if chat_id is not None}
             messages = reader.messages_of(asked)
             self._tally_message_failures(len(asked), messages)

@@ -16,11 +16,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from extract.cozmox import iso
-from extract.doctor import (RATE, Answer, Check, Verdict, ask, direction, distinct, rate_limit, stamp, time_format,
-                            times_of)
+from extract.doctor import (
+    RATE,
+    Answer,
+    Check,
+    Verdict,
+    ask,
+    direction,
+    distinct,
+    rate_limit,
+    stamp,
+    time_format,
+    times_of,
+)
+from extract.http import SourceRequestError
 from extract.settings import (
     INVENT_CHATS_PATH,
     INVENT_COUNT_HEADER,
@@ -193,7 +206,7 @@ def _order(first: Listed) -> Check:
     if way in ("down", "flat"):
         return Check(ORDER, Verdict.OK, f"{len(times)} chats on page 1, updated_at {stamp(times[0])} down to "
                                         f"{stamp(times[-1])}")
-    rises = [(a, b) for a, b in zip(times, times[1:]) if a < b]
+    rises = [(a, b) for a, b in pairwise(times) if a < b]
     return Check(ORDER, Verdict.VIOLATED, f"updated_at rises {len(rises)} time(s) down page 1 of {len(times)} chats "
                                           f"(e.g. {stamp(rises[0][0])} then {stamp(rises[0][1])})")
 
@@ -235,12 +248,12 @@ class _Messages:
         self.body: list[Any] = []
         named = [r for r in chats if isinstance(r, dict) and isinstance(r.get("id"), str)]
         listed = [r["id"] for r in named if r.get("last_message")] or [r["id"] for r in named]
-        refusals: list[tuple[str, Answer]] = []
+        refusals: list[tuple[str, SourceRequestError]] = []
         for chat in listed[:_CHATS_TRIED]:
             path = INVENT_MESSAGES_PATH.format(chat_id=chat)
             answer = ask(source.client, path, {"page": 1, "take": take})
             if answer.refused is not None:
-                refusals.append((chat, answer))
+                refusals.append((chat, answer.refused))
                 if len(refusals) > 1:
                     break
                 continue
@@ -252,14 +265,14 @@ class _Messages:
             if len(self.distinct()) > 1:
                 break
         if self.chat is not None:
-            after = f", after {refusals[0][1].refused.cause} for chat {refusals[0][0]}" if refusals else ""
+            after = f", after {refusals[0][1].cause} for chat {refusals[0][0]}" if refusals else ""
             self.path_check = Check(MESSAGES_PATH, Verdict.OK, f"GET {self.path} answered an array of "
                                                                f"{len(self.body)} message(s){after}")
         elif refusals:
-            chats = ", ".join(chat for chat, _ in refusals)
+            refused = ", ".join(chat for chat, _ in refusals)
             self.path_check = Check(MESSAGES_PATH, Verdict.VIOLATED,
-                                    f"refused for {len(refusals)} chat(s) the list shows ({chats}): "
-                                    f"{refusals[-1][1].refused.cause}")  # type: ignore[union-attr]
+                                    f"refused for {len(refusals)} chat(s) the list shows ({refused}): "
+                                    f"{refusals[-1][1].cause}")
         else:
             self.path_check = Check(MESSAGES_PATH, Verdict.UNKNOWN, "the list shows no chat to read messages of")
 

@@ -17,6 +17,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -56,8 +57,9 @@ def _secret(account: str, block: str) -> str:
     from prefect.blocks.system import Secret
 
     try:
-        value = Secret.load(block).get()
-    except Exception as exc:  # Prefect raises ValueError for a missing block, others for no server
+        secret = cast("Secret[str]", Secret.load(block))  # outside async code, Prefect answers at once
+        value = secret.get()
+    except Exception as exc:  # noqa: BLE001 - Prefect raises ValueError for a missing block, others for no server
         raise ConfigError(f"{account}: the Prefect Secret block {block!r} could not be read "
                           f"({type(exc).__name__})") from None
     if not isinstance(value, str) or not value:
@@ -83,7 +85,7 @@ class _FileAccount(BaseModel):
         return values
 
     @model_validator(mode="after")
-    def _one_key_place(self) -> "_FileAccount":
+    def _one_key_place(self) -> _FileAccount:
         if (self.api_key_env is None) == (self.api_key_secret is None):
             raise ValueError("name exactly one of api_key_env and api_key_secret")
         return self
@@ -116,7 +118,8 @@ def _from_file(path: Path, explicit: bool) -> list[Account]:
     listed = document.get("accounts", {})
     unknown = set(document) - {"accounts"}
     if unknown or not isinstance(listed, dict):
-        raise ConfigError(f"accounts file {path}: expected only [accounts.NAME] tables, found {sorted(unknown) or 'accounts'}")
+        raise ConfigError(f"accounts file {path}: expected only [accounts.NAME] tables, "
+                          f"found {sorted(unknown) or 'accounts'}")
     accounts = []
     for name, table in listed.items():
         try:

@@ -14,21 +14,29 @@ from collections.abc import Callable
 from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 from flows.prefect_env import configure
 
 configure()  # Prefect reads its settings once, at import: before anything imports it
 
-import typer  # noqa: E402
-from typer._click.exceptions import ClickException  # noqa: E402  (typer vendors click)
+import typer
+from typer._click.exceptions import ClickException  # typer vendors click
 
-from flows import runtime, temporary_server  # noqa: E402
-from flows.commands import (  # noqa: E402
-    CommandError, check_accounts, default, err, load_settings, out, run_backfill_flow,
-    run_reconcile_flow, run_sync_flow, variable,
+from flows import runtime, temporary_server
+from flows.commands import (
+    CommandError,
+    check_accounts,
+    default,
+    err,
+    load_settings,
+    out,
+    run_backfill_flow,
+    run_reconcile_flow,
+    run_sync_flow,
+    variable,
 )
-from flows.settings import parse_duration as parse_duration_text  # noqa: E402
+from flows.settings import parse_duration as parse_duration_text
 
 app = typer.Typer(
     add_completion=False,
@@ -55,16 +63,16 @@ class ExportFormat(str, Enum):
     csv = "csv"
 
 
-def _setting(flag: str, field: str, help: str, show_default: bool = True) -> Any:
+def _setting(flag: str, field: str, text: str, show_default: bool = True) -> Any:
     """An option backed by a setting: its variable and default shown in the help."""
-    return typer.Option(flag, envvar=variable(field), show_envvar=True, help=help,
+    return typer.Option(flag, envvar=variable(field), show_envvar=True, help=text,
                         show_default=default(field) if show_default else False)
 
 
-Source = Annotated[Optional[SourceName], typer.Option("--source", help="Only this source's accounts.")]
-AccountName = Annotated[Optional[str], typer.Option(
+Source = Annotated[SourceName | None, typer.Option("--source", help="Only this source's accounts.")]
+AccountName = Annotated[str | None, typer.Option(
     "--account", help="Only this account: cozmox, invent, invent:ORG, or a name from the accounts file.")]
-Database = Annotated[Optional[str], _setting("--database", "database", "DuckDB file, or md:NAME for MotherDuck.")]
+Database = Annotated[str | None, _setting("--database", "database", "DuckDB file, or md:NAME for MotherDuck.")]
 
 # The options every command that reaches the APIs takes, declared once (see `reaching_apis`).
 CONNECTION: dict[str, Any] = {
@@ -87,7 +95,7 @@ def reaching_apis(*, wait: bool = True) -> Callable[[Callable[..., None]], Calla
         signature = inspect.signature(command, eval_str=True)
         own = [p for p in signature.parameters.values() if p.name != "settings"]
         added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                   annotation=Annotated[Optional[str], option]) for name, option in extra.items()]
+                                   annotation=Annotated[str | None, option]) for name, option in extra.items()]
 
         @functools.wraps(command)
         def with_settings(**kwargs: Any) -> None:
@@ -132,7 +140,7 @@ def _version(show: bool) -> None:
             out.print(f"chatsync {version('chatsync')}")
         except PackageNotFoundError:
             out.print("chatsync (not installed)")
-        raise typer.Exit()
+        raise typer.Exit
 
 
 @app.callback()
@@ -149,7 +157,8 @@ def sync(
     source: Source = None,
     account: AccountName = None,
     database: Database = None,
-    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Ignore the saved watermark and read everything.")] = False,
+    full_refresh: Annotated[bool, typer.Option(
+        "--full-refresh", help="Ignore the saved watermark and read everything.")] = False,
     *, settings: Any,
 ) -> None:
     """One incremental sync of every configured account (or some) from its saved watermark."""
@@ -160,7 +169,8 @@ def sync(
 @reaching_apis()
 def backfill(
     since: Annotated[str, typer.Option("--since", help="Start of the updated-at range: a date or date-time (UTC).")],
-    until: Annotated[Optional[str], typer.Option("--until", help="End of the range, exclusive; default: now less the safety margin.")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", help="End of the range, exclusive; default: now less the safety margin.")] = None,
     source: Source = None,
     account: AccountName = None,
     window: Annotated[str, typer.Option("--window", help="Window size: 6h, 1d, 1w ...")] = "1d",
@@ -194,7 +204,7 @@ def rebuild(
     source: Source = None,
     account: AccountName = None,
     database: Database = None,
-    wait: Annotated[Optional[str], WAIT] = None,
+    wait: Annotated[str | None, WAIT] = None,
 ) -> None:
     """Derives every table again from the raw records the warehouse keeps, with no request to
     any API: what a new release reads (a new field) is filled in for the whole history."""
@@ -214,8 +224,9 @@ def rebuild(
 @app.command()
 @reaching_apis(wait=False)
 def serve(
-    cron: Annotated[Optional[str], typer.Option("--cron", help="When to sync, as a cron expression.", show_default="*/15 * * * *")] = None,
-    interval: Annotated[Optional[float], typer.Option("--interval", min=1, help="Or every this many seconds.")] = None,
+    cron: Annotated[str | None, typer.Option(
+        "--cron", help="When to sync, as a cron expression.", show_default="*/15 * * * *")] = None,
+    interval: Annotated[float | None, typer.Option("--interval", min=1, help="Or every this many seconds.")] = None,
     source: Source = None,
     account: AccountName = None,
     database: Database = None,
@@ -224,7 +235,8 @@ def serve(
     """Serves the sync as a scheduled Prefect deployment (with a local Prefect server if none is set)."""
     import signal
 
-    from flows.serve import ServeError, serve as serve_deployment
+    from flows.serve import ServeError
+    from flows.serve import serve as serve_deployment
 
     if cron and interval:
         raise CommandError("--cron and --interval: give one schedule, not both")
@@ -255,7 +267,8 @@ def doctor(account: AccountName = None, *, settings: Any) -> None:
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help="One SQL statement that reads, e.g. \"select * from daily_spend limit 10\".")],
+    sql: Annotated[str, typer.Argument(
+        help="One SQL statement that reads, e.g. \"select * from daily_spend limit 10\".")],
     fmt: Annotated[QueryFormat, typer.Option("--format")] = QueryFormat.table,
     database: Database = None,
 ) -> None:
@@ -293,8 +306,9 @@ def export(
 def status(
     database: Database = None,
     account: AccountName = None,
-    max_age: Annotated[Optional[str], typer.Option(
-        "--max-age", help="Exit 1 when an account's watermark is older than this (30m, 6h ...), as a freshness check.")] = None,
+    max_age: Annotated[str | None, typer.Option(
+        "--max-age",
+        help="Exit 1 when an account's watermark is older than this (30m, 6h ...), as a freshness check.")] = None,
 ) -> None:
     """Watermarks per account and their age, the last runs and their counts, table sizes."""
     from flows.status import print_status
@@ -307,7 +321,8 @@ def status(
 
 @app.command()
 def demo(
-    database: Annotated[str, typer.Option("--database", help="Where the demo warehouse goes.")] = "chatsync-demo.duckdb",
+    database: Annotated[str, typer.Option(
+        "--database", help="Where the demo warehouse goes.")] = "chatsync-demo.duckdb",
     chats: Annotated[int, typer.Option("--chats", min=1, help="Cozmox chats in the simulator.")] = 400,
 ) -> None:
     """Runs the whole pipeline against the built-in API simulator, on loopback, with no keys."""
@@ -316,7 +331,7 @@ def demo(
     run_demo(database, chats, out)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status instead of exiting, so tests can call it."""
     from extract.http import SourceError
     from load.errors import DatabaseError

@@ -10,7 +10,7 @@ import sys
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import AliasChoices, ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -29,7 +29,10 @@ class CommandError(Exception):
 
 def variable(field: str) -> str:
     """The environment variable behind a setting (README, Configuration)."""
-    return Settings.model_fields[field].validation_alias.choices[0]  # type: ignore[union-attr]
+    alias = Settings.model_fields[field].validation_alias
+    if not isinstance(alias, AliasChoices) or not isinstance(alias.choices[0], str):
+        raise TypeError(f"the setting {field!r} is not read from the environment")
+    return alias.choices[0]
 
 
 def default(field: str) -> str:

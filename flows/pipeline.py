@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -23,7 +23,8 @@ from flows.progress import reporter
 from flows.runtime import quick_handoffs, settle_heap
 from flows.settings import Settings
 from flows.sources import SOURCES
-from load.warehouse import AccountKey, DatabaseBusy, TooManyDeletions, Warehouse, now_utc, record_missed_run
+from load.errors import DatabaseBusy
+from load.warehouse import AccountKey, TooManyDeletions, Warehouse, now_utc, record_missed_run
 from transform.batch import Batch, odd_message_times
 
 log = logging.getLogger("chatsync")
@@ -246,8 +247,9 @@ def sync_account(settings: Settings, warehouse: Warehouse, account: Account, *, 
         saved = warehouse.watermark(summary.key)
         start = None if full_refresh or saved is None else saved - timedelta(seconds=settings.lookback_seconds)
         summary.window_start, summary.window_end = start, end
-        log.info("%s: %s sync of org %s, chats updated %s to %s", account.name, mode, summary.org_id or "(no chats yet)",
-                 start.isoformat() if start else "from the beginning", end.isoformat())
+        log.info("%s: %s sync of org %s, chats updated %s to %s", account.name, mode,
+                 summary.org_id or "(no chats yet)", start.isoformat() if start else "from the beginning",
+                 end.isoformat())
         reads = source.changes(start, end, full_refresh, partial(warehouse.versions, account.source))
         deferred = _load_steps(warehouse, summary, steps_of(reads, account, summary.org_id), force=full_refresh)
         _report_deferred(summary, deferred)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 log = logging.getLogger("chatsync")
 
@@ -63,7 +63,7 @@ class LiveReporter(Reporter):
     def __init__(self, progress: Progress) -> None:
         super().__init__()
         self.progress = progress
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
 
     def start(self, source: str) -> None:
         super().start(source)
@@ -103,5 +103,5 @@ def live(console: Console) -> Iterator[None]:
             yield
         finally:
             _current = previous
-            for handler, level in zip(handlers, levels):
+            for handler, level in zip(handlers, levels, strict=True):
                 handler.setLevel(level)

@@ -37,7 +37,7 @@ def run_query(database: str, read_copy: str | None, sql: str, fmt: str, out: Con
         writer.writerow(columns)
         writer.writerows(rows)
     elif fmt == "json":
-        records = [dict(zip(columns, row)) for row in rows]
+        records = [dict(zip(columns, row, strict=True)) for row in rows]
         sys.stdout.write(orjson.dumps(records, default=str, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         table = Table(*columns)
@@ -64,7 +64,7 @@ def _views_in_dependency_order(schema: Path) -> None:
     """EXPORT DATABASE writes views in name order, and IMPORT DATABASE fails on one that reads
     a view created after it: put them in the order the warehouse creates them."""
     statements = [s.query.strip() for s in duckdb.connect().extract_statements(schema.read_text())]
-    order = {name: i for i, name in enumerate(VIEWS)}
+    order: dict[str | None, int] = {name: i for i, name in enumerate(VIEWS)}
 
     def view(statement: str) -> str | None:
         words = statement.split(None, 3)

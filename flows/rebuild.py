@@ -67,7 +67,8 @@ def stored_steps(warehouse: Warehouse, key: AccountKey, skipped: list[str]) -> I
         yield LoadStep(batch, len(chats))
 
 
-def _stored_messages(reader: duckdb.DuckDBPyConnection, chat_ids: list[str]) -> tuple[dict[str, list[object]], set[str]]:
+def _stored_messages(reader: duckdb.DuckDBPyConnection,
+                     chat_ids: list[str]) -> tuple[dict[str, list[object]], set[str]]:
     rows = reader.execute(
         "select chat_id, raw::varchar from messages where source = 'invent' and chat_id in (select unnest(?))"
         " order by chat_id, seq", [chat_ids]).fetchall()
@@ -83,12 +84,9 @@ def _stored_messages(reader: duckdb.DuckDBPyConnection, chat_ids: list[str]) -> 
 
 def run_rebuild(settings: Settings, source: str | None = None, account: str | None = None) -> list[RunSummary]:
     """Rebuilds each stored organisation in turn; returns a summary per organisation."""
-    summaries = []
     with open_warehouse(settings, [], "rebuild") as warehouse:
         warehouse.bound_memory()
-        for key in stored_accounts(warehouse, source, account):
-            summaries.append(_rebuild(warehouse, key))
-    return summaries
+        return [_rebuild(warehouse, key) for key in stored_accounts(warehouse, source, account)]
 
 
 def _rebuild(warehouse: Warehouse, key: AccountKey) -> RunSummary:

@@ -9,6 +9,7 @@ Cozmox and 5,000 Invent chats); docs/performance.md has the runs behind them.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import os
@@ -35,10 +36,8 @@ def _arrow_on_jemalloc() -> None:
     """Arrow's default allocator keeps what a batch freed for reuse; jemalloc gives it back
     (70 MB lower peak). A user's own ARROW_DEFAULT_MEMORY_POOL wins."""
     if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        try:
+        with contextlib.suppress(NotImplementedError):  # a build without jemalloc keeps its default
             pa.set_memory_pool(pa.jemalloc_memory_pool())
-        except NotImplementedError:  # a build without jemalloc keeps its default
-            pass
 
 
 def _unlink_response(response: httpx.Response) -> None:

@@ -7,14 +7,16 @@ serves, and stops it on the way out. With `PREFECT_API_URL` set, it serves again
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterator
+from typing import cast
 
 import httpx
 from rich.console import Console
@@ -71,7 +73,7 @@ def serve(out: Console, source: str | None, account: str | None, database: str, 
     """Serves the sync flow until interrupted; overlapping runs are cancelled, not stacked. Each
     run syncs every configured account (or the source's, or the one named)."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
-    from prefect.deployments.runner import EntrypointType
+    from prefect.deployments.runner import EntrypointType, RunnerDeployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.sync_flow import sync_flow
@@ -91,16 +93,16 @@ def serve(out: Console, source: str | None, account: str | None, database: str, 
             schedule = {"interval": timedelta(seconds=interval)} if interval else {"cron": cron or DEFAULT_CRON}
             every = f"every {interval:g}s" if interval else f"on cron '{cron or DEFAULT_CRON}'"
             out.print(f"Serving deployment {DEPLOYMENT!r} {every}; Ctrl-C stops it.")
-            deployment = sync_flow.to_deployment(
+            # Outside async code, Prefect answers at once rather than with a coroutine.
+            deployment = cast(RunnerDeployment, sync_flow.to_deployment(
                 name=DEPLOYMENT,
                 parameters={"source": source, "account": account, "database": database},
-                concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+                concurrency_limit=ConcurrencyLimitConfig(limit=1,
+                                                         collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
                 entrypoint_type=EntrypointType.MODULE_PATH,
                 **schedule,
-            )
+            ))
             from prefect import serve as prefect_serve
 
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 prefect_serve(deployment, print_starting_message=False)
-            except KeyboardInterrupt:
-                pass

@@ -9,13 +9,13 @@ from typing import Annotated
 from pydantic import AliasChoices, BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from load.read_copy import read_copy_path
 from extract.settings import (
-    COZMOX_MAX_LIMIT,
     COZMOX_DEFAULT_BASE_URL,
+    COZMOX_MAX_LIMIT,
     INVENT_DEFAULT_BASE_URL,
     INVENT_DEFAULT_ORG,
 )
+from load.read_copy import read_copy_path
 
 
 def parse_duration(value: str) -> timedelta:
@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     invent_org_id: str = Field(INVENT_DEFAULT_ORG, validation_alias=_env("INVENT_ORG_ID"))
     # How long a sync, backfill or reconcile waits for another process to let go of the
     # warehouse file: scheduled runs of different accounts take turns on it.
-    wait: Annotated[timedelta, BeforeValidator(_duration)] = Field(timedelta(minutes=3), validation_alias=_env("CHATSYNC_WAIT"))
+    wait: Annotated[timedelta, BeforeValidator(_duration)] = Field(timedelta(minutes=3),
+                                                                   validation_alias=_env("CHATSYNC_WAIT"))
     # The copy people and tools read while syncs write (`off`: none); default NAME.read.duckdb.
     read_database: str | None = Field(None, validation_alias=_env("CHATSYNC_READ_DATABASE"))
     # More accounts (many keys and orgs), from a file that names where each key is kept.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import duckdb
 from rich.console import Console
@@ -11,7 +12,7 @@ from rich.table import Table
 from flows.query import reading
 from flows.settings import Settings
 from load.errors import DatabaseError
-from load.warehouse import latest_migration, missed_runs_path, missed_runs_query
+from load.warehouse import latest_migration, missed_runs_path, missed_runs_query, one_row
 
 TABLES = ("chats", "messages", "usage", "costs", "chat_members", "rejected_records", "sync_runs")
 
@@ -19,14 +20,14 @@ TABLES = ("chats", "messages", "usage", "costs", "chat_members", "rejected_recor
 def _age(ts: datetime | None) -> str:
     if ts is None:
         return "-"
-    seconds = int((datetime.now(timezone.utc) - ts).total_seconds())
+    seconds = int((datetime.now(UTC) - ts).total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
     return f"{seconds}s ago"
 
 
-def _table(title: str, columns: list[str], rows: list[tuple]) -> Table:
+def _table(title: str, columns: list[str], rows: list[tuple[Any, ...]]) -> Table:
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column)
@@ -72,7 +73,7 @@ def print_status(settings: Settings, out: Console, err: Console, account: str | 
     Returns the accounts whose watermark is older than `max_age` (or missing), each in words."""
     with reading(settings.database, settings.read_copy, err) as opened:
         con = opened.con
-        version, expected = con.execute("select max(version) from schema_migrations").fetchone()[0], latest_migration()
+        version, expected = one_row(con.execute("select max(version) from schema_migrations"))[0], latest_migration()
         if version < expected:
             raise DatabaseError(f"{opened.path} was written by an older chatsync (schema {version}, this one "
                                 f"reads {expected}): the next sync, backfill or reconcile upgrades it")
@@ -97,7 +98,7 @@ def print_status(settings: Settings, out: Console, err: Console, account: str | 
              "rejected", "requests", "retries", "listed/API", "error or warnings"],
             [(r[0], r[1], r[2], r[3].strftime("%Y-%m-%d %H:%M:%S"), *r[4:]) for r in runs],
         ))
-        sizes = [(t, con.execute(f"select count(*) from {t}").fetchone()[0]) for t in TABLES]
+        sizes = [(t, one_row(con.execute(f"select count(*) from {t}"))[0]) for t in TABLES]
         out.print(_table("tables", ["table", "rows"], sizes))
         waiting = con.execute(
             "select source, stream, count(*) from rejected_records group by all order by 1, 2"
@@ -106,7 +107,7 @@ def print_status(settings: Settings, out: Console, err: Console, account: str | 
             out.print(_table("rejected records", ["source", "stream", "records"], waiting))
     if max_age is None:
         return []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return [f"{name}: {'never synced' if w is None else 'watermark ' + _age(w)}"
             for name, _, _, w, _, _, _ in accounts if w is None or now - w > max_age]
 
@@ -118,6 +119,6 @@ def _with_missed_runs(con: duckdb.DuckDBPyConnection, database: str) -> None:
     pending = [p for p in (path.with_name(f"{path.name}.taking"), path) if p.exists()]
     if not pending:
         return
-    catalog = con.execute("select current_database()").fetchone()[0].replace('"', '""')
+    catalog = one_row(con.execute("select current_database()"))[0].replace('"', '""')
     con.execute(f'create temp view sync_runs as select * from "{catalog}".main.sync_runs '
                 f"union all by name {missed_runs_query(pending)}")

@@ -19,7 +19,8 @@ from flows import runtime
 from flows.accounts import Account, selected_accounts
 from flows.pipeline import RunSummary, backfill_account, open_warehouse, reconcile_account, sync_account
 from flows.settings import Settings
-from load.warehouse import DatabaseError, Warehouse
+from load.errors import DatabaseError
+from load.warehouse import Warehouse
 
 Done = set[tuple[str, str]]
 
@@ -69,7 +70,7 @@ def summary_table(summaries: list[RunSummary]) -> list[dict[str, Any]]:
 
 def flow_settings(database: str | None, invent_org_id: str | None) -> Settings:
     """Settings from the run's environment; a deployment may name the database and the org."""
-    overrides = {k: v for k, v in (("database", database), ("invent_org_id", invent_org_id)) if v}
+    overrides: dict[str, Any] = {k: v for k, v in (("database", database), ("invent_org_id", invent_org_id)) if v}
     return Settings(**overrides)
 
 

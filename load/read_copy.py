@@ -14,7 +14,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -132,8 +132,8 @@ def _read_only(path: str) -> duckdb.DuckDBPyConnection:
 
 
 def _open_copy(read_copy: str, why: str) -> Reading:
-    published = datetime.fromtimestamp(Path(read_copy).stat().st_mtime, timezone.utc)
-    age = int((datetime.now(timezone.utc) - published).total_seconds())
+    published = datetime.fromtimestamp(Path(read_copy).stat().st_mtime, UTC)
+    age = int((datetime.now(UTC) - published).total_seconds())
     return Reading(_read_only(read_copy), read_copy,
                    f"{why}; reading the read copy {read_copy}, published {_ago(age)}")
 

@@ -9,7 +9,7 @@ last got (by SHA-256, recorded in `schema_views`), every time a warehouse is ope
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from importlib.resources.abc import Traversable
 
@@ -77,7 +77,7 @@ def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
     if not changed and not gone:
         return []
     recreate = list(VIEWS[VIEWS.index(changed[0]):]) if changed else []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     con.execute("begin")
     try:
         for name in gone:

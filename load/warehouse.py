@@ -11,9 +11,10 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -69,7 +70,7 @@ class LoadResult:
 
 
 def _migrations() -> list[tuple[int, str, str]]:
-    files = sorted(p for p in resources.files("sql").iterdir() if p.name.endswith(".sql"))
+    files = sorted((p for p in resources.files("sql").iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     out = []
     for f in files:
         version = int(f.name.split("_", 1)[0])
@@ -77,8 +78,16 @@ def _migrations() -> list[tuple[int, str, str]]:
     return out
 
 
+def one_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The row of a statement that always answers one: an aggregate, or the count of an update."""
+    row = result.fetchone()
+    if row is None:
+        raise DatabaseError("DuckDB answered no row where it always answers one")
+    return row
+
+
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 WAIT_REPORT_SECONDS = 5.0
@@ -137,7 +146,7 @@ def record_missed_run(database: str, accounts: list[tuple[str, str]], mode: str,
     with missed_runs_path(database).open("ab") as out:
         for source, name in accounts:
             row = (str(uuid.uuid4()), source, name, mode, started_at.isoformat(), finished, "failed", error)
-            out.write(json.dumps(dict(zip(MISSED_RUN_COLUMNS, row))).encode() + b"\n")
+            out.write(json.dumps(dict(zip(MISSED_RUN_COLUMNS, row, strict=True))).encode() + b"\n")
 
 
 class Warehouse:
@@ -181,7 +190,7 @@ class Warehouse:
             self.con.execute("pragma disable_checkpoint_on_shutdown")
         self.con.close()
 
-    def __enter__(self) -> "Warehouse":
+    def __enter__(self) -> Warehouse:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -273,24 +282,26 @@ class Warehouse:
             self._reader = self.con.cursor()
             self._reader.execute("set TimeZone = 'UTC'")
         rows = self._reader.execute(
-            "select chat_id, updated_at, md5(raw::varchar) from chats where source = ? and chat_id in (select unnest(?))",
+            "select chat_id, updated_at, md5(raw::varchar) from chats"
+            " where source = ? and chat_id in (select unnest(?))",
             [source, chat_ids],
         ).fetchall()
         return {chat_id: (updated_at, digest) for chat_id, updated_at, digest in rows}
 
     def window_finished(self, account: AccountKey, start: datetime, end: datetime) -> bool:
         """Whether one finished backfill window covers this one (window sizes may differ)."""
-        return bool(self.con.execute(
+        return bool(one_row(self.con.execute(
             "select count(*) from backfill_windows where source = ? and org_id = ?"
             " and window_start <= ? and window_end >= ?",
             [account.source, account.org_id, start, end],
-        ).fetchone()[0])
+        ))[0])
 
     def last_org(self, account: AccountKey) -> str | None:
         """The organisation this account's runs last reached."""
-        return self.scalar(  # type: ignore[return-value]
+        org_id: str | None = self.scalar(
             "select org_id from sync_runs where source = ? and coalesce(account, source) = ? and org_id is not null"
             " order by started_at desc limit 1", [account.source, account.name])
+        return org_id
 
     def live_chats(self, account: AccountKey) -> int:
         """Chats of this account's organisation not marked deleted."""
@@ -306,16 +317,16 @@ class Warehouse:
         con.register("listed_ids", pa.table({"chat_id": pa.array(sorted(listed), pa.string())}))
         con.execute("begin")
         try:
-            deleted = con.execute(
+            deleted = one_row(con.execute(
                 "update chats set deleted_at = ? where source = ? and org_id = ? and deleted_at is null"
                 " and chat_id not in (select chat_id from listed_ids)", [now_utc(), *scope]
-            ).fetchone()[0]
+            ))[0]
             if at_most is not None and deleted > at_most:
                 raise TooManyDeletions(deleted)
-            restored = con.execute(
+            restored = one_row(con.execute(
                 "update chats set deleted_at = null where source = ? and org_id = ? and deleted_at is not null"
                 " and chat_id in (select chat_id from listed_ids)", scope
-            ).fetchone()[0]
+            ))[0]
             con.execute("commit")
             self.changed = self.changed or bool(deleted or restored)
         except Exception:
@@ -335,12 +346,12 @@ class Warehouse:
         here belongs to a process that is gone.
         """
         run_id = str(uuid.uuid4())
-        interrupted = self.con.execute(
+        interrupted = one_row(self.con.execute(
             "update sync_runs set status = 'interrupted', finished_at = ?,"
             " error = 'the process stopped before the run finished'"
             " where source = ? and coalesce(account, source) = ? and status = 'running'",
             [now_utc(), account.source, account.name],
-        ).fetchone()[0]
+        ))[0]
         # What that run loaded never reached the read copy.
         self.changed = self.changed or bool(interrupted)
         self.con.execute(
@@ -400,12 +411,13 @@ class Warehouse:
                 chats = batch.table("chats")
                 con.register("batch_chats", chats)
                 op = ">=" if force or rebuild else ">"
+                rewrite = "true" if rebuild else "c.children_fingerprint is distinct from b.children_fingerprint"
                 con.execute(
                     f"""
                     create or replace temp table changed as
                     select b.source, b.chat_id, b.updated_at, c.chat_id is not null as was_stored,
                            c.deleted_at as was_deleted_at,
-                           {"true" if rebuild else "c.children_fingerprint is distinct from b.children_fingerprint"} as rewrite
+                           {rewrite} as rewrite
                     from batch_chats b
                     left join chats c on c.source = b.source and c.chat_id = b.chat_id
                     where c.chat_id is null or b.updated_at {op} c.updated_at
@@ -413,13 +425,15 @@ class Warehouse:
                        or (b.updated_at = c.updated_at and b.raw::varchar <> c.raw::varchar)
                     """
                 )
-                chats_upserted, any_stored = con.execute("select count(*), count(*) filter (was_stored) from changed").fetchone()
+                chats_upserted, any_stored = one_row(
+                    con.execute("select count(*), count(*) filter (was_stored) from changed"))
                 if chats_upserted:
                     for name, key in CHILD_KEYS.items():
                         messages_upserted += self._replace_children(name, key, batch, by_key, bool(any_stored))
                     columns = ", ".join(chats.column_names)
                     if any_stored:
-                        con.execute("delete from chats t using changed c where t.source = c.source and t.chat_id = c.chat_id")
+                        con.execute("delete from chats t using changed c"
+                                    " where t.source = c.source and t.chat_id = c.chat_id")
                     con.execute(
                         f"insert into chats ({columns}, deleted_at, loaded_at)"
                         f" select {columns}, null, ? from batch_chats b"
@@ -485,14 +499,14 @@ class Warehouse:
                            f" order by c.updated_at desc, r.chat_id desc) = 1")
                 match = " and ".join(f"t.{k} = r.{k}" for k in key)
                 con.execute(f"delete from {name} t using ({wanted}) r where t.source = r.source and {match}")
-            written = con.execute(f"insert into {name} ({columns}) {wanted}").fetchone()[0]
+            written = one_row(con.execute(f"insert into {name} ({columns}) {wanted}"))[0]
         finally:
             con.unregister("batch_rows")
         return written if name == "messages" else 0
 
     # -- reading --------------------------------------------------------------------------
 
-    def scalar(self, sql: str, params: list[object] | None = None) -> object:
+    def scalar(self, sql: str, params: list[object] | None = None) -> Any:
         row = self.con.execute(sql, params or []).fetchone()
         return row[0] if row else None
 

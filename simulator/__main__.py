@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -51,10 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.broken:
             print(f"broken: {', '.join(args.broken)}")
         print(f"API key: {args.api_key}   (Ctrl-C to stop)", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

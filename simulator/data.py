@@ -10,14 +10,14 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from simulator import corpus
 
-UTC = timezone.utc
+UTC = UTC
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US_PER_MS = 1000
 _V4_CLEAR = ~(0xF000 << 64) & ~(0xC000 << 48)
@@ -39,7 +39,7 @@ def to_ms(dt: datetime) -> int:
 def iso_ms(ms: int) -> str:
     """The APIs' own format: milliseconds and a `Z`, never `+00:00`."""
     t = time.gmtime(ms // 1000)
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (t[0], t[1], t[2], t[3], t[4], t[5], ms % 1000)
+    return f"{t[0]:04d}-{t[1]:02d}-{t[2]:02d}T{t[3]:02d}:{t[4]:02d}:{t[5]:02d}.{ms % 1000:03d}Z"
 
 
 def parse_us(value: Any) -> int | None:
@@ -107,7 +107,7 @@ REFUSALS = ["I'm sorry, I can't help with that request.",
 
 def call_id(rng: random.Random) -> str:
     """An OpenAI-style tool call id."""
-    return "call_%024x" % rng.getrandbits(96)
+    return f"call_{rng.getrandbits(96):024x}"
 
 
 class CozmoxFactory:
@@ -246,10 +246,10 @@ class CozmoxFactory:
     def _tool_calls(self, messages: list[dict[str, Any]], n: int) -> None:
         """An assistant entry calling `n` tools, then one `tool` entry answering each."""
         rng = self.rng
-        calls = []
+        calls: list[dict[str, Any]] = []
         for _ in range(n):
             noun = rng.choice(corpus.TOOL_NOUNS)
-            arguments = '{"%sId": "R-%d"}' % (noun, rng.randrange(10**5, 10**6))
+            arguments = f'{{"{noun}Id": "R-{rng.randrange(10**5, 10**6)}"}}'
             calls.append({"id": call_id(rng), "type": "function",
                           "function": {"name": f"{rng.choice(corpus.TOOL_VERBS)}_{noun}",
                                        "arguments": arguments}})
@@ -317,7 +317,8 @@ class CozmoxFactory:
         """Continue a conversation at `at_ms` and charge the model for it."""
         created = parse_us(rec.get("createdAt"))
         start_ms = created // US_PER_MS if created is not None else at_ms
-        messages = rec.get("messages") if isinstance(rec.get("messages"), list) else []
+        listed = rec.get("messages")
+        messages: list[Any] = listed if isinstance(listed, list) else []
         # a chat goes on in the shape it began in
         call = not messages or (isinstance(messages[-1], dict) and "message" in messages[-1])
         for i in range(n):
@@ -341,9 +342,10 @@ class CozmoxFactory:
 
 def total_cost(costs: list[Any]) -> float | None:
     values = [c.get("cost") for c in costs if isinstance(c, dict)]
-    if not all(isinstance(v, (int, float)) for v in values):
+    numbers = [v for v in values if isinstance(v, (int, float))]
+    if len(numbers) < len(values):
         return None
-    return round(sum(values), 6)
+    return round(sum(numbers), 6)
 
 
 def clone(value: Any) -> Any:

@@ -10,7 +10,7 @@ from simulator.data import Made, apply_ties, clone, iso_ms, spread, uid
 
 CHANNELS = ["internal", "whatsapp_bot", "instagram_dm", "slack_bot", "telegram_bot", "gmail"]
 # The newer documentation's channels; its contact channels are `{type, user_id, ...}`.
-NEW_CHANNELS = CHANNELS + ["messenger_bot", "tiktok_dm", "twilio", "telnyx", "email"]
+NEW_CHANNELS = [*CHANNELS, "messenger_bot", "tiktok_dm", "twilio", "telnyx", "email"]
 PHONE_CHANNELS = {"whatsapp_bot", "twilio", "telnyx"}
 # Of chats: those in today's shapes (newer contact channels and usage, broadcast fields, parts
 # of several types); the rest are in the seed's. Of today's: those opened by a broadcast.
@@ -18,13 +18,14 @@ MODERN_SHARE = 0.75
 BROADCAST_SHARE = 0.06
 FEATURES: list[dict[str, Any]] = [{}, {"web_search": {}}, {"reasoning": {"effort": "low"}},
                                   {"web_search": {}, "reasoning": {"effort": "medium"}}]
-TOOLS = [{"name": name, "display_name": name.replace("_", " ").title(), "action_name": name,
-          "description": f"Lets the assistant {name.replace('_', ' ')}.", "icon": icon,
-          "icon_url": None, "connection_id": None, "parameters": {},
-          "enabled_by_default": True, "callback": None}
-         for name, icon in [("web_search", "ToolWebSearchIcon"), ("search_kb", "ToolSearchKbIcon"),
-                            ("calculator", "ToolCalculatorIcon"),
-                            ("manage_memory", "ToolManageMemoryIcon")]]
+TOOLS: list[dict[str, Any]] = [
+    {"name": name, "display_name": name.replace("_", " ").title(), "action_name": name,
+     "description": f"Lets the assistant {name.replace('_', ' ')}.", "icon": icon,
+     "icon_url": None, "connection_id": None, "parameters": {},
+     "enabled_by_default": True, "callback": None}
+    for name, icon in [("web_search", "ToolWebSearchIcon"), ("search_kb", "ToolSearchKbIcon"),
+                       ("calculator", "ToolCalculatorIcon"),
+                       ("manage_memory", "ToolManageMemoryIcon")]]
 
 
 class InventFactory:
@@ -257,7 +258,8 @@ class InventFactory:
         """New messages ending at `at_ms`, alternating with whoever spoke last."""
         members = chat.get("members") if isinstance(chat.get("members"), list) else []
         speaker = members[0] if members and isinstance(members[0], dict) else None
-        model = chat.get("model") if isinstance(chat.get("model"), str) else "gpt-4o"
+        named = chat.get("model")
+        model = named if isinstance(named, str) else "gpt-4o"
         last = chat.get("last_message")
         modern = not isinstance(last, dict) or "is_broadcast_message" in last  # as it began
         role = "assistant" if last_role == "user" else "user"

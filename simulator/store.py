@@ -13,13 +13,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import orjson
 
 from simulator.broken import known
-from simulator.data import (UTC, CozmoxFactory, Made, clone, iso_ms, parse_us, to_ms,
-                            total_cost, uid)
+from simulator.data import UTC, CozmoxFactory, Made, clone, iso_ms, parse_us, to_ms, total_cost, uid
 from simulator.data_invent import InventFactory
 from simulator.faults import Fault, RequestInfo, select_faults
 
@@ -40,7 +40,7 @@ class _Missing:
 class Record:
     """A record, the instants it sorts and filters on (epoch µs), and its cached JSON."""
 
-    __slots__ = ("id", "data", "created_us", "updated_us", "parts")
+    __slots__ = ("created_us", "data", "id", "parts", "updated_us")
 
     def __init__(self, data: dict[str, Any], created_ms: int, updated_ms: int) -> None:
         self.id: str = data["id"]
@@ -177,9 +177,9 @@ class Simulator:
 
     def _reorder(self, source: str, changed: str) -> None:
         """Forget the sorted order if the instant that changed is the one it sorts by."""
-        if changed == "updated" and (source == "invent" or self.cozmox_sort_key == "updatedAt"):
-            self._order[source] = None
-        elif changed == "created" and source == "cozmox" and self.cozmox_sort_key == "createdAt":
+        sorts_by_update = source == "invent" or self.cozmox_sort_key == "updatedAt"
+        sorts_by_creation = source == "cozmox" and self.cozmox_sort_key == "createdAt"
+        if (changed == "updated" and sorts_by_update) or (changed == "created" and sorts_by_creation):
             self._order[source] = None
 
     def ordered(self, source: str) -> list[Record]:
@@ -187,9 +187,9 @@ class Simulator:
         order = self._order[source]
         if order is None:
             if source == "cozmox" and self.cozmox_sort_key == "createdAt":
-                key: Callable[[Record], tuple[int, str]] = lambda r: (r.created_us, r.id)
+                key = attrgetter("created_us", "id")
             else:
-                key = lambda r: (r.updated_us, r.id)
+                key = attrgetter("updated_us", "id")
             order = self._order[source] = sorted(self._chats[source].values(), key=key)
         return order
 
@@ -390,7 +390,7 @@ class Simulator:
             for fn in list(self._hooks):
                 try:
                     fn(info)
-                except Exception as exc:  # answered with a 500; the server keeps serving
+                except Exception as exc:  # noqa: BLE001 - answered with a 500; the server keeps serving
                     self.errors.append(exc)
                     info.error = f"request hook failed: {exc!r}"
                     return info, []

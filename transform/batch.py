@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -20,8 +21,16 @@ TS = pa.timestamp("us", tz="UTC")
 JSON = pa.json_(pa.string())
 
 
+# A row as the transform writes it: column name to value.
+Row = dict[str, Any]
+
+
+def _schema(columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
+    return pa.schema(columns)
+
+
 SCHEMAS: dict[str, pa.Schema] = {
-    "chats": pa.schema(
+    "chats": _schema(
         [
             ("source", pa.string()),
             ("chat_id", pa.string()),
@@ -54,7 +63,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("raw", JSON),
         ]
     ),
-    "messages": pa.schema(
+    "messages": _schema(
         [
             ("source", pa.string()),
             ("message_id", pa.string()),
@@ -75,7 +84,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("raw", JSON),
         ]
     ),
-    "usage": pa.schema(
+    "usage": _schema(
         [
             ("source", pa.string()),
             ("message_id", pa.string()),
@@ -91,7 +100,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("cache_write_tokens", pa.int64()),
         ]
     ),
-    "costs": pa.schema(
+    "costs": _schema(
         [
             ("source", pa.string()),
             ("chat_id", pa.string()),
@@ -107,7 +116,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("raw", JSON),
         ]
     ),
-    "chat_members": pa.schema(
+    "chat_members": _schema(
         [
             ("source", pa.string()),
             ("chat_id", pa.string()),
@@ -126,7 +135,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("contact_is_admin", pa.bool_()),
         ]
     ),
-    "message_files": pa.schema(
+    "message_files": _schema(
         [
             ("source", pa.string()),
             ("message_id", pa.string()),
@@ -142,7 +151,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("end_ms", pa.float64()),
         ]
     ),
-    "rejected_records": pa.schema(
+    "rejected_records": _schema(
         [
             ("source", pa.string()),
             ("stream", pa.string()),
@@ -168,20 +177,20 @@ ROW_LISTS = ("chats", "messages", "usage", "costs", "chat_members", "message_fil
 class Batch:
     """Rows per table; every child row carries the `chat_id` it belongs to."""
 
-    chats: list[dict] = field(default_factory=list)
-    messages: list[dict] = field(default_factory=list)
-    usage: list[dict] = field(default_factory=list)
-    costs: list[dict] = field(default_factory=list)
-    chat_members: list[dict] = field(default_factory=list)
-    message_files: list[dict] = field(default_factory=list)
-    rejected: list[dict] = field(default_factory=list)
+    chats: list[Row] = field(default_factory=list)
+    messages: list[Row] = field(default_factory=list)
+    usage: list[Row] = field(default_factory=list)
+    costs: list[Row] = field(default_factory=list)
+    chat_members: list[Row] = field(default_factory=list)
+    message_files: list[Row] = field(default_factory=list)
+    rejected: list[Row] = field(default_factory=list)
     _tables: dict[str, pa.Table] | None = field(default=None, repr=False, compare=False)
 
-    def extend(self, other: "Batch") -> None:
+    def extend(self, other: Batch) -> None:
         for name in ROW_LISTS:
             getattr(self, name).extend(getattr(other, name))
 
-    def merge(self, other: "Batch") -> None:
+    def merge(self, other: Batch) -> None:
         """Adds a later page's rows; a chat on both keeps only its newer copy, children and all.
 
         A chat updated while the pages were read shows up twice, once per place it held.
@@ -242,4 +251,4 @@ def odd_message_times(batch: Batch) -> int:
     joined = messages.join(chats.rename_columns(["chat_id", "chat_created", "chat_updated"]), "chat_id")
     early = pc.less(joined["created_at"], pc.subtract(joined["chat_created"], _SLACK))
     late = pc.greater(joined["created_at"], pc.add(joined["chat_updated"], _SLACK))
-    return int(pc.sum(pc.or_kleene(early, late)).as_py() or 0)
+    return int(pc.sum(pc.cast(pc.or_kleene(early, late), pa.int64())).as_py() or 0)

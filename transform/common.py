@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, NamedTuple
 
 import orjson
@@ -11,10 +11,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from extract.http import dumps, lenient_loads
 from extract.times import parse_time
+from transform.batch import Row
 
 # Python's datetime stops at year 9999 and DuckDB's TIMESTAMPTZ far beyond; a timestamp past
 # either is not a time anybody recorded.
-_MIN = datetime(1, 1, 2, tzinfo=timezone.utc)
+_MIN = datetime(1, 1, 2, tzinfo=UTC)
 
 
 # Dates and naive date-times are taken as UTC; the APIs send both.
@@ -28,7 +29,7 @@ def epoch_ms(value: float | None) -> datetime | None:
     if value is None:
         return None
     try:
-        return datetime.fromtimestamp(value / 1000.0, tz=timezone.utc)
+        return datetime.fromtimestamp(value / 1000.0, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -39,7 +40,7 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     @classmethod
-    def stored_form(cls, raw: dict) -> dict:
+    def stored_form(cls, raw: dict[str, Any]) -> dict[str, Any]:
         """What of a decoded record its rows are built from: the page's records are all held
         until then, so a source may leave out what it never flattens. The record is stored
         from its text, not from this."""
@@ -58,7 +59,7 @@ def reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def rejected_row(source: str, stream: str, record: Any, index: int, error: str, received_at: datetime) -> dict:
+def rejected_row(source: str, stream: str, record: Any, index: int, error: str, received_at: datetime) -> Row:
     key = record.get("id") if isinstance(record, dict) else None
     record_key = str(key) if isinstance(key, (str, int)) and str(key) else f"#{index}"
     return {
@@ -81,7 +82,7 @@ def _raw_or_text(record: Any) -> str | bytes:
         return json.dumps(repr(record)[:1_000_000])
 
 
-def unique_keys(rejected: list[dict]) -> list[dict]:
+def unique_keys(rejected: list[Row]) -> list[Row]:
     """Two unreadable records with one id on a page both stay: the later ones get @2, @3, ..."""
     seen: dict[tuple[str, str], int] = {}
     for row in rejected:
@@ -94,9 +95,9 @@ def unique_keys(rejected: list[dict]) -> list[dict]:
 
 class Readable(NamedTuple):
     record: Any  # the validated model
-    raw: dict  # the record as decoded, less what its model does not hold (Record.held)
+    raw: dict[str, Any]  # the record as decoded, less what its model does not hold (Record.stored_form)
     text: bytes  # the record's JSON: as sent, where it came as plain JSON text
-    index: int  # its place on the page
+    position: int  # its place on the page
 
 
 def as_received(record: Any) -> tuple[Any, bytes]:
@@ -116,13 +117,13 @@ def as_received(record: Any) -> tuple[Any, bytes]:
 
 
 def read_page(model: type[Record], records: list[Any], source: str, received_at: datetime,
-              stream: str = "chats") -> tuple[list[Readable], list[dict]]:
+              stream: str = "chats") -> tuple[list[Readable], list[Row]]:
     """The readable records of a page, the newest copy of each id, and the rejected rest.
 
     Records come decoded or as JSON text. A page that names one record twice keeps its newest
     copy, so the load sees each key once.
     """
-    rejected: list[dict] = []
+    rejected: list[Row] = []
     newest: dict[str, Readable] = {}
     for index, item in enumerate(records):
         raw = item
@@ -131,7 +132,7 @@ def read_page(model: type[Record], records: list[Any], source: str, received_at:
             if not isinstance(raw, dict):
                 raise ValueError(f"a record must be a JSON object, not {type(raw).__name__}")
             kept = model.stored_form(raw)
-            record = model.model_validate(kept)
+            record: Any = model.model_validate(kept)  # a page's models all have `id` and `updated_at`
         except Exception as exc:  # noqa: BLE001 - any unreadable record is kept, with why
             rejected.append(rejected_row(source, stream, raw, index, reason(exc), received_at))
             continue

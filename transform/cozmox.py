@@ -6,14 +6,25 @@ so a message is named by its chat, its list and its position (docs/schema.md, me
 
 from __future__ import annotations
 
-from datetime import datetime
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field, StrictStr, field_validator
 
+from extract.http import dumps
 from transform.batch import Batch
-from transform.common import Int64, Record, Timestamp, as_received, dumps, epoch_ms, read_page, reason, rejected_row, unique_keys
+from transform.common import (
+    Int64,
+    Record,
+    Timestamp,
+    as_received,
+    epoch_ms,
+    read_page,
+    reason,
+    rejected_row,
+    unique_keys,
+)
 
 SOURCE = "cozmox"
 
@@ -59,7 +70,7 @@ ASSISTANT_COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 
-def _flattened_parts(assistant: dict) -> dict:
+def _flattened_parts(assistant: dict[str, Any]) -> dict[str, Any]:
     parts: dict[str, Any] = {}
     for key, name in ASSISTANT_COLUMNS.values():
         if key in assistant:
@@ -95,7 +106,7 @@ class Chat(Record):
         return [] if value is None else value
 
     @classmethod
-    def stored_form(cls, raw: dict) -> dict:
+    def stored_form(cls, raw: dict[str, Any]) -> dict[str, Any]:
         """The chat with its assistant cut to the parts flattened: the assistant is most of a
         chat's bytes, and a group's chats stay decoded until their rows are built."""
         assistant = raw.get("assistant")
@@ -114,13 +125,14 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _content(value: Any) -> str | None:
+def _content(value: Any) -> str | bytes | None:
+    """Text as sent; anything else as its JSON, which Arrow takes as text."""
     if value is None or isinstance(value, str):
         return value
     return dumps(value)
 
 
-def chat_rows(chat: Chat, raw: dict, text: bytes, batch: Batch) -> None:
+def chat_rows(chat: Chat, raw: dict[str, Any], text: bytes, batch: Batch) -> None:
     cid = chat.id
     assistant = chat.assistant or {}
     batch.chats.append(

@@ -6,14 +6,15 @@ messages, each with its parts (text, and files such as audio) and its token usag
 
 from __future__ import annotations
 
-from datetime import datetime
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import Field, StrictStr, field_validator
 
-from transform.batch import Batch
-from transform.common import Int64, Record, Timestamp, dumps, read_page, reason, rejected_row, unique_keys
+from extract.http import dumps
+from transform.batch import Batch, Row
+from transform.common import Int64, Record, Timestamp, read_page, reason, rejected_row, unique_keys
 
 SOURCE = "invent"
 
@@ -74,7 +75,7 @@ class Chat(Record):
     temporary: bool | None = None
     created_at: Timestamp | None = None
     updated_at: Timestamp
-    members: list[Member] = []
+    members: list[Member] = Field(default_factory=list)
     state: InboxState | None = None
 
     @field_validator("members", mode="before")
@@ -101,7 +102,7 @@ class Part(Record):
 
 class Content(Record):
     role: str | None = None
-    parts: list[Part] = []
+    parts: list[Part] = Field(default_factory=list)
 
     @field_validator("parts", mode="before")
     @classmethod
@@ -128,7 +129,7 @@ class Message(Record):
     model: str | None = None
     status: str | None = None
     created_at: Timestamp | None = None
-    messages: list[Content] = []
+    messages: list[Content] = Field(default_factory=list)
     usage: Usage | None = None
     broadcast_id: str | None = None
     is_broadcast_message: bool | None = None
@@ -139,7 +140,7 @@ class Message(Record):
         return [] if value is None else value
 
 
-def _chat_row(chat: Chat, text: bytes) -> dict:
+def _chat_row(chat: Chat, text: bytes) -> Row:
     state = chat.state or InboxState()
     assigned = state.assigned_user or Named()
     return {
@@ -207,7 +208,8 @@ TEXT_PARTS = frozenset({None, "text"})
 
 
 def _message_rows(chat_id: str, messages: list[tuple[Message, bytes]], batch: Batch) -> None:
-    ordered = sorted(messages, key=lambda m: (m[0].created_at is None, m[0].created_at or datetime.min, m[0].id))
+    earliest = datetime.min.replace(tzinfo=UTC)  # for messages without created_at, which sort last anyway
+    ordered = sorted(messages, key=lambda m: (m[0].created_at is None, m[0].created_at or earliest, m[0].id))
     for seq, (message, raw) in enumerate(ordered):
         parts = [p for content in message.messages for p in content.parts]
         texts = [p.text for p in parts if p.type in TEXT_PARTS and isinstance(p.text, str) and p.text]
@@ -286,7 +288,7 @@ def flatten(records: list[Any], messages: Mapping[str, list[Any]], received_at: 
                         raise ValueError(f"a message must be a JSON object, not {type(raw_message).__name__}")
                     message = Message.model_validate(raw_message)
                     text = dumps(raw_message)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - any unreadable message is kept, with why
                     row = rejected_row(SOURCE, "messages", raw_message, index, reason(exc), received_at)
                     row["record_key"] = f"{chat.id}/{row['record_key']}"
                     rows.rejected.append(row)
