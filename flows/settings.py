@@ -24,13 +24,13 @@ def parse_duration(value: str) -> timedelta:
     number, unit = value.strip()[:-1], value.strip()[-1:].lower()
     try:
         seconds = float(number) * units[unit]
-        if not math.isfinite(seconds):
-            raise ValueError
-        if seconds < 0:
-            raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=seconds)
-    except (KeyError, ValueError, OverflowError) as exc:
-        raise ValueError(str(exc) or f"{value!r} is not a duration such as 30s, 5m, 6h, 1d or 1w") from None
+    except (KeyError, ValueError, OverflowError):
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a duration such as 30s, 5m, 6h, 1d or 1w")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return timedelta(seconds=seconds)
 
 
 def _duration(value: object) -> object:

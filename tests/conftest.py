@@ -19,15 +19,15 @@ os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
 for _name in ("COZMOX_API_KEY", "INVENT_API_KEY", "CHATSYNC_DATABASE", "COZMOX_BASE_URL", "INVENT_BASE_URL"):
     os.environ.pop(_name, None)
 
-from flows.prefect_env import configure  # noqa: E402
+from flows.prefect_env import configure
 
 configure()
 
-import pytest  # noqa: E402
+import pytest
+from helpers import API_KEY, HISTORY_END
 
-from flows.settings import Settings  # noqa: E402
-from helpers import API_KEY, HISTORY_END  # noqa: E402
-from simulator import Simulator, SimulatorServer  # noqa: E402
+from flows.settings import Settings
+from simulator import Simulator, SimulatorServer
 
 
 @pytest.fixture(autouse=True, scope="session")

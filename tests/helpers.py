@@ -4,7 +4,7 @@ its history, and what the warehouse must hold for the simulator's data."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 API_KEY = "sim-key"
 # History ends a day ago, so that a lookback never reaches into it by accident.
-HISTORY_END = (datetime.now(timezone.utc) - timedelta(days=1)).replace(second=0, microsecond=0)
+HISTORY_END = (datetime.now(UTC) - timedelta(days=1)).replace(second=0, microsecond=0)
 
 
 def query(database: str, sql: str, params: list | None = None) -> list[tuple]:
@@ -29,7 +29,7 @@ def query(database: str, sql: str, params: list | None = None) -> list[tuple]:
 def parse_ts(value: str) -> datetime:
     """An API time; a bare date (as Invent may send) is midnight UTC."""
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def expected_cozmox(sim: Simulator) -> dict[str, object]:

@@ -6,11 +6,11 @@ warehouse, and finds the warning in the run's `sync_runs` row.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-
 from helpers import API_KEY, assert_invent_matches, assert_warehouse_matches, parse_ts, query
+
 from flows.pipeline import run_sync
 from simulator import Fault
 
@@ -28,7 +28,7 @@ def last_warnings(database: str) -> str:
 
 
 def test_invent_times_without_a_time_of_day_still_catch_changes_later_that_day(sim, invent):
-    today = datetime.now(timezone.utc).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
     for chat_id in sim.chat_ids("invent"):
         sim.touch("invent", chat_id, add_messages=0)
         sim.set_timestamp("invent", chat_id, today)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
 from helpers import HISTORY_END, expected_cozmox, parse_ts, query, watermark
+
 from flows.pipeline import run_backfill, run_sync
 from simulator import Fault
 

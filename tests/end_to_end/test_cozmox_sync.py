@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-
 from helpers import HISTORY_END, assert_warehouse_matches, parse_ts, query, watermark
+
 from flows.pipeline import run_sync
 from simulator import Fault
 
@@ -272,7 +272,7 @@ def test_timestamps_are_utc_whatever_the_offset(sim, settings):
     sync(settings)
     created = query(settings.database, "select created_at from chats where chat_id = ?", [chat["id"]])[0][0]
     assert created == ts and created.utcoffset() == timedelta(0)
-    assert datetime.now(timezone.utc) > created
+    assert datetime.now(UTC) > created
 
 
 def test_an_api_that_pages_smaller_than_asked_is_followed(sim, settings, monkeypatch):
@@ -311,7 +311,7 @@ def test_a_chat_changed_alone_keeps_its_child_rows(sim, settings):
     chat = next(c for c in sim.cozmox_chats() if len(c["messages"]) >= 2)
     children = "select rowid, * from messages where chat_id = ? order by message_id"
     before = query(settings.database, children, [chat["id"]])
-    sim.set_timestamp("cozmox", chat["id"], datetime.now(timezone.utc) - timedelta(seconds=1))
+    sim.set_timestamp("cozmox", chat["id"], datetime.now(UTC) - timedelta(seconds=1))
 
     summary = sync(settings)
 
@@ -337,7 +337,7 @@ def test_a_chat_read_in_two_windows_of_one_load_keeps_its_newer_copy(sim, settin
     """A chat that moves to a later window while the run pages is read twice, old copy first;
     both copies land in the same load, and only the newer one, with its own children, stays."""
     oldest = min((c for c in sim.cozmox_chats() if len(c["messages"]) >= 3), key=lambda c: c["updatedAt"])
-    moved_to = datetime.now(timezone.utc) - timedelta(seconds=30)
+    moved_to = datetime.now(UTC) - timedelta(seconds=30)
 
     def move(request):
         # by the 8th request the first window was answered (4 are asked for at a time after the 3rd)
@@ -438,8 +438,8 @@ def test_entries_costs_and_squads_of_every_shape_load_as_sent(sim, settings):
     assert rows == {}, "rows for entries the API does not have"
     assert all(seen[k] for k in ("message", "tool_calls", "tool_call_id", "name", "refusal", "metadata", "parts")), seen
 
-    usage = dict((r[0], r[1:]) for r in query(
-        settings.database, "select message_id, input_tokens, cached_input_tokens, reasoning_tokens from usage"))
+    usage = {r[0]: r[1:] for r in query(
+        settings.database, "select message_id, input_tokens, cached_input_tokens, reasoning_tokens from usage")}
     want = {f"{c['id']}:cost:{i}": (k["promptTokens"], k.get("cachedPromptTokens"), k.get("reasoningTokens"))
             for c in chats for i, k in enumerate(c["costs"]) if "promptTokens" in k}
     assert usage == want

@@ -11,8 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from helpers import API_KEY, HISTORY_END, assert_invent_matches, assert_warehouse_matches, query
+
 from flows.pipeline import run_backfill, run_sync
 
 RUNNER = Path(__file__).with_name("crash_runner.py")

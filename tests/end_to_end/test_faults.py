@@ -8,8 +8,8 @@ faults run in `make test`; the persistent half of the matrix is marked slow.
 from __future__ import annotations
 
 import pytest
-
 from helpers import API_KEY, assert_invent_matches, assert_warehouse_matches, query, watermark
+
 from flows.pipeline import run_sync
 from simulator import Fault
 
@@ -55,7 +55,7 @@ def matches(sim, source, database):
 @pytest.mark.parametrize("source, name, times", CASES)
 def test_a_fault_ends_equal_or_fails_cleanly_and_the_next_run_converges(sim, settings, source, name, times):
     settings = source_settings(settings, source)
-    (first,) = run_sync(settings, source)  # something to keep safe
+    (_first,) = run_sync(settings, source)  # something to keep safe
     mark = watermark(settings.database, source)
     ids = sim.chat_ids(source)
     for chat_id in ids[::2]:  # more than a page: windows split, pages follow one another

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from helpers import API_KEY, assert_invent_matches, assert_warehouse_matches, parse_ts, query, watermark
+
 from flows.pipeline import run_sync
 from simulator import Fault
 
@@ -84,7 +84,7 @@ def test_an_out_of_order_page_makes_the_walk_go_on(sim, invent_settings):
     order = newest_first(sim)
     for chat_id in order[:25]:
         sim.touch("invent", chat_id)
-    now = datetime.now(timezone.utc) - timedelta(seconds=2)
+    now = datetime.now(UTC) - timedelta(seconds=2)
     # Pages 3 and 5 each hold a chat with new activity that the API left in its old place.
     signal, hidden = order[50], order[90]
     sim.misplace("invent", signal, now)
@@ -181,7 +181,7 @@ def test_malformed_chats_and_messages_are_rejected_and_the_rest_loads(sim, inven
     chat_with_bad_message = next(cid for cid in order[10:] if len(sim.invent_messages(cid)) >= 2)
     bad_message = sim.invent_messages(chat_with_bad_message)[0]
     sim.replace_messages("invent", chat_with_bad_message,
-                         [dict(bad_message, created_at="the day after")] + sim.invent_messages(chat_with_bad_message)[1:])
+                         [dict(bad_message, created_at="the day after"), *sim.invent_messages(chat_with_bad_message)[1:]])
 
     summary = sync(invent_settings)
 
@@ -199,7 +199,7 @@ def test_bare_dates_parse_as_midnight_utc(sim, invent_settings):
     sim.corrupt("invent", chat_id, "created_at", "2024-02-29")
     sync(invent_settings)
     created = query(invent_settings.database, "select created_at from chats where chat_id = ?", [chat_id])[0][0]
-    assert created == datetime(2024, 2, 29, tzinfo=timezone.utc)
+    assert created == datetime(2024, 2, 29, tzinfo=UTC)
 
 
 def test_both_sources_in_one_run_and_one_failing_keeps_the_other(sim, invent_settings):
@@ -246,12 +246,12 @@ def test_a_message_id_listed_under_two_chats_is_held_once(sim, invent_settings):
     count = "select count(*), any_value(chat_id) from messages where message_id = ?"
 
     # The second chat now lists a message the warehouse holds under the first.
-    sim.replace_messages("invent", second, sim.invent_messages(second) + [shared])
+    sim.replace_messages("invent", second, [*sim.invent_messages(second), shared])
     assert sync(invent_settings).status == "success"
     assert query(invent_settings.database, count, [shared["id"]]) == [(1, second)]
 
     # Both change in one run, each listing it: one batch names the key twice.
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     sim.touch("invent", first, at=now - timedelta(seconds=2))
     sim.touch("invent", second, at=now - timedelta(seconds=1))
     summary = sync(invent_settings)
@@ -266,7 +266,7 @@ def test_a_chat_changed_alone_keeps_its_message_rows(sim, invent_settings):
     chat = next(c for c in sim.invent_chats() if len(sim.invent_messages(c["id"])) >= 2)
     children = "select rowid, * from messages where chat_id = ? order by message_id"
     before = query(invent_settings.database, children, [chat["id"]])
-    sim.set_timestamp("invent", chat["id"], datetime.now(timezone.utc) - timedelta(seconds=1))
+    sim.set_timestamp("invent", chat["id"], datetime.now(UTC) - timedelta(seconds=1))
 
     summary = sync(invent_settings)
 

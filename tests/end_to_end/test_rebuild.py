@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-
 from helpers import API_KEY, assert_invent_matches, assert_warehouse_matches, query
+
 from flows.cli import main
 from flows.pipeline import run_reconcile, run_sync
 

@@ -4,8 +4,8 @@ mark when a chat comes back."""
 from __future__ import annotations
 
 import pytest
-
 from helpers import API_KEY, query
+
 from flows.pipeline import run_reconcile, run_sync
 from simulator import Fault
 

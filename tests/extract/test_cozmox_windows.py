@@ -4,22 +4,24 @@ window is a safe watermark. The API is a handler in memory (httpx.MockTransport)
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from extract.cozmox import MS, CozmoxChats, Page, chat_key, floor_ms, iso, list_params
 from extract.http import ApiClient, CookielessClient, RetryPolicy
 from extract.times import parse_time
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
-moments = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2999, 1, 1), timezones=st.just(UTC))
+moments = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2999, 1, 1), timezones=st.just(UTC))  # noqa: DTZ001 - hypothesis takes naive bounds
 offsets = st.integers(-14 * 60, 14 * 60).map(lambda minutes: timezone(timedelta(minutes=minutes)))
 
 
@@ -34,7 +36,7 @@ def covers(windows: list[tuple[datetime, datetime]], lo: datetime, hi: datetime)
     """`windows`, in order, are [lo, hi) cut with no gap and no overlap, none of them empty."""
     assert windows[0][0] == lo and windows[-1][1] == hi
     assert all(start < end for start, end in windows)
-    assert all(a[1] == b[0] for a, b in zip(windows, windows[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(windows))
 
 
 # -- iso, floor_ms, list_params ----------------------------------------------------------------

@@ -4,7 +4,7 @@ memory: what is retried, what fails at once and as which error, and how long a r
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import httpx
@@ -78,7 +78,7 @@ def test_retry_after_in_seconds(value, seconds):
 
 
 def test_retry_after_as_an_http_date_is_the_seconds_until_it():
-    soon = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    soon = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 27.0 <= _retry_after(soon) <= 30.0  # the header has whole seconds
     past = _retry_after("Wed, 21 Oct 2015 07:28:00 GMT")
     assert past < 0 and RetryPolicy().delay(0, past) == 0.0

@@ -3,13 +3,13 @@ the text said; what is not a time is a ValueError to parse_time and None to time
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
 from extract.times import parse_time, time_or_none
 
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.mark.parametrize("text, want", [
@@ -60,7 +60,7 @@ def test_datetime_and_date_objects_are_read_the_same_way_as_their_text():
     aware = datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=3)))
     assert parse_time(aware) == parse_time(aware.isoformat()) == datetime(2026, 1, 1, 9, tzinfo=UTC)
     assert parse_time(aware).tzinfo is UTC
-    assert parse_time(datetime(2026, 1, 1, 12)) == datetime(2026, 1, 1, 12, tzinfo=UTC)
+    assert parse_time(datetime(2026, 1, 1, 12)) == datetime(2026, 1, 1, 12, tzinfo=UTC)  # noqa: DTZ001 - a naive input, on purpose
     assert parse_time(date(2026, 1, 1)) == parse_time("2026-01-01") == datetime(2026, 1, 1, tzinfo=UTC)
 
 

@@ -12,8 +12,8 @@ from datetime import timedelta
 
 import duckdb
 import pytest
-
 from helpers import API_KEY, HISTORY_END, expected_invent, query
+
 from flows.cli import main
 from simulator import Fault, Simulator, SimulatorServer
 
@@ -108,7 +108,7 @@ def test_the_shorthand_and_the_org_id_are_one_account(orgs, env, capsys, monkeyp
     a.reset_requests()
 
     monkeypatch.setenv("INVENT_ORG_ID", f"c,{a.invent_org_id}")
-    code, out, _ = run(capsys, "sync", "--source", "invent")
+    code, _out, _ = run(capsys, "sync", "--source", "invent")
 
     assert code == 0
     db = env["CHATSYNC_DATABASE"]
@@ -292,7 +292,7 @@ def test_a_warehouse_from_the_release_before_migrates_with_its_watermarks(orgs, 
     a.reset_requests()
 
     monkeypatch.setenv("CHATSYNC_DATABASE", old)
-    code, out, err = run(capsys, "sync")
+    code, _out, err = run(capsys, "sync")
 
     assert (code, err) == (0, "")
     after = state(old)  # each source's watermark became its org's, then moved on from there
@@ -304,7 +304,7 @@ def test_a_warehouse_from_the_release_before_migrates_with_its_watermarks(orgs, 
 
 
 def test_a_shared_watermark_of_several_orgs_is_not_trusted_on_migration(orgs, env, capsys, monkeypatch, tmp_path):
-    a, b, _ = orgs.sims
+    _a, b, _ = orgs.sims
     monkeypatch.setenv("INVENT_ORG_ID", f"c,{b.invent_org_id}")
     assert run(capsys, "sync", "--source", "invent")[0] == 0
     old = str(tmp_path / "release.duckdb")

@@ -3,17 +3,19 @@ with no gap and no overlap; each is recorded as finished on its own, so a killed
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import itertools
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flows.pipeline import backfill_windows
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
-moments = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
+moments = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))  # noqa: DTZ001 - hypothesis takes naive bounds
 
 
 @st.composite
@@ -33,7 +35,7 @@ def test_the_windows_cover_the_range_with_no_gap_or_overlap(case):
     windows = backfill_windows(since, until, size)
     assert len(windows) == n
     assert windows[0][0] == since and windows[-1][1] == until
-    assert all(a[1] == b[0] for a, b in zip(windows, windows[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(windows))
     assert all(start < end <= start + size for start, end in windows)
     # all full but the last, which ends the range
     assert all(end - start == size for start, end in windows[:-1])

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from helpers import assert_warehouse_matches, query, watermark
+
 from flows.cli import main
 from simulator import Fault
 
@@ -132,7 +132,7 @@ def test_one_sync_command_loads_both_sources(sim, settings, cli_env, capsys, mon
     monkeypatch.setenv("INVENT_API_KEY", "sim-key")
     monkeypatch.setenv("CHATSYNC_INVENT_REQUESTS_PER_MINUTE", "0")
 
-    code, out, err = run(capsys, "sync")
+    code, _out, err = run(capsys, "sync")
 
     assert (code, err) == (0, "")
     counts = dict(query(settings.database, "select source, count(*) from chats group by 1"))
@@ -153,7 +153,7 @@ def test_status_shows_a_failed_runs_error(sim, settings, cli_env, capsys):
 
 def test_backfill_command_and_bad_dates(sim, settings, cli_env, capsys):
     since = (sim.history_start - timedelta(days=1)).date().isoformat()
-    code, out, err = run(capsys, "backfill", "--since", since, "--window", "1w")
+    code, _out, err = run(capsys, "backfill", "--since", since, "--window", "1w")
     assert (code, err) == (0, "")
     assert_warehouse_matches(sim, settings.database)
     assert watermark(settings.database) is None
@@ -232,7 +232,7 @@ def test_reconcile_command_marks_deleted_chats(sim, settings, cli_env, capsys):
     gone = sim.chat_ids("cozmox")[0]
     sim.delete("cozmox", gone)
 
-    code, out, err = run(capsys, "reconcile")
+    code, _out, err = run(capsys, "reconcile")
 
     assert (code, err) == (0, "")
     assert query(settings.database, "select chat_id from chats where deleted_at is not null") == [(gone,)]

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from helpers import API_KEY, HISTORY_END
+
 from extract import cozmox_doctor, invent_doctor
 from extract.doctor import Verdict
 from flows.cli import main

@@ -10,18 +10,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
-
 from helpers import assert_warehouse_matches, query
+
 from flows.cli import main
 from flows.pipeline import run_sync
 from load.read_copy import read_copy_path
 from load.warehouse import missed_runs_path, record_missed_run
-
 
 
 @pytest.fixture
@@ -210,5 +209,5 @@ def test_motherduck_has_no_read_copy_and_no_lock_bookkeeping(tmp_path, monkeypat
     assert read_copy_path("md:chats", "elsewhere.duckdb") == "elsewhere.duckdb"
     assert read_copy_path("w.duckdb") == "w.read.duckdb" and read_copy_path("w.db") == "w.db.read.duckdb"
     assert read_copy_path("w.duckdb", "off") is None
-    record_missed_run("md:chats", [("cozmox", "cozmox")], "incremental", datetime.now(timezone.utc), "busy")
+    record_missed_run("md:chats", [("cozmox", "cozmox")], "incremental", datetime.now(UTC), "busy")
     assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import query
 
 # A sync in a fresh process (the tweaks are process-wide), with or without the tweaks.

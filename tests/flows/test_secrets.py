@@ -6,8 +6,8 @@ import asyncio
 import logging
 
 import pytest
-
 from helpers import query
+
 from flows.cli import main
 from simulator import Fault
 

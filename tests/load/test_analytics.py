@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from load.schema_doc import render
 from load.warehouse import AccountKey, Warehouse
 from transform import cozmox, invent
 
-T0 = datetime(2026, 1, 1, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 MS = int(T0.timestamp() * 1000)
 
 COZMOX = [

@@ -3,7 +3,7 @@ view can be read per organisation (an agency bills each of its clients)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -12,7 +12,7 @@ import pytest
 from load import views
 from load.warehouse import Warehouse
 
-T0 = datetime(2026, 1, 1, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 
 
 def rows(wh: Warehouse, sql: str) -> list[tuple]:

@@ -9,7 +9,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -18,7 +18,7 @@ import pytest
 
 from simulator import Fault, RequestInfo, Simulator, SimulatorServer
 
-UTC = timezone.utc
+UTC = UTC
 END = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 AUTH = {"Authorization": "Bearer sim-key"}
 

@@ -4,20 +4,20 @@ rejected record with a reason, never as a crash and never silently dropped."""
 from __future__ import annotations
 
 import copy
-import os
-from datetime import datetime, timezone
-
 import json
+import os
+from datetime import UTC, datetime
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from extract.cozmox import split_envelope
 from extract.http import decode
 from load.warehouse import AccountKey, Warehouse
 from transform import cozmox, invent
 
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 COZMOX_CHAT = {
     "id": "chat-1", "orgId": "org", "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:01.5Z",
@@ -55,10 +55,10 @@ def paths(value, prefix=()):
     yield prefix
     if isinstance(value, dict):
         for key, inner in value.items():
-            yield from paths(inner, prefix + (key,))
+            yield from paths(inner, (*prefix, key))
     elif isinstance(value, list):
         for i, inner in enumerate(value):
-            yield from paths(inner, prefix + (i,))
+            yield from paths(inner, (*prefix, i))
 
 
 @st.composite
@@ -145,7 +145,7 @@ def test_cozmox_pages_never_crash_and_lose_nothing(records):
 def test_invent_pages_and_messages_never_crash_and_lose_nothing(records, messages):
     # One chat gets the messages: the same message ids under two chats is a case of its own.
     ids = [r["id"] for r in records if isinstance(r, dict) and isinstance(r.get("id"), str)][:1]
-    batch = invent.flatten(records, {chat_id: messages for chat_id in ids}, NOW)
+    batch = invent.flatten(records, dict.fromkeys(ids, messages), NOW)
     assert_nothing_lost(records, batch)
     for chat_id in ids:
         if any(r["chat_id"] == chat_id for r in batch.chats):

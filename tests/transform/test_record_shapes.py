@@ -6,17 +6,18 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
+from test_hostile_input import SETTINGS, _as_sent, _through_json, assert_nothing_lost, load, mutated
 
 from load.warehouse import AccountKey, Warehouse
 from simulator import Simulator
-from test_hostile_input import SETTINGS, _as_sent, _through_json, assert_nothing_lost, load, mutated
 from transform import cozmox, invent
 
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 MS = 1767225600000  # 2026-01-01T00:00:00Z
 
 CALLS = [{"id": "call_1", "type": "function",
@@ -252,7 +253,7 @@ def test_invent_messages_content_broadcast_and_raw():
         "m1": (None, None), "m2": ("bc-1", True), "m3": (None, False), "m4": (None, None)}
     for message in INVENT_MESSAGES:
         assert json.loads(rows[message["id"]]["raw"]) == message  # turns, new fields and all
-    assert rows["m1"]["created_at"] == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert rows["m1"]["created_at"] == datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("created_at, updated_at", [
@@ -267,7 +268,7 @@ def test_invent_dates_and_date_times_both_load(created_at, updated_at, warehouse
 
     def utc(value: str) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
     assert loaded == (utc(created_at), utc(updated_at))
 
