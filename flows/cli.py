@@ -123,10 +123,13 @@ def run_sync_flow(source: Optional[str], full_refresh: bool, settings: Settings,
 
 
 def _server_ready() -> None:
+    from flows.prefect_env import one_shot_runs
+
     try:
         temporary_server.wait_until_ready()
     except RuntimeError as exc:
         raise CommandError(str(exc)) from None
+    one_shot_runs()
 
 
 def _check_accounts(settings: Settings, source: Optional[str], account: Optional[str]) -> None:
