@@ -98,7 +98,12 @@ class Watchdog:
     def run(self) -> None:
         every = min(max(self.idle_seconds / 10, 0.2), 15)
         self.serving.wait()
-        while not self.should_stop():
+        while True:
+            try:
+                if self.should_stop():
+                    break
+            except OSError:  # its home is gone: no command can find it any more
+                break
             time.sleep(every)
         os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's own graceful shutdown
         time.sleep(SHUTDOWN_SECONDS)

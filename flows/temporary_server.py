@@ -254,7 +254,7 @@ def _spawn(where: Path, previous: dict, idle: float) -> dict:
                    "--log-level", "warning", "--lifespan", "on", "--timeout-graceful-shutdown", "5"]
         _process = subprocess.Popen(command, env=_server_env(where, port, idle), cwd=where, stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    state = {"pid": _process.pid, "url": f"http://127.0.0.1:{port}/api", "port": port,
+    state = {"pid": _process.pid, "url": f"http://127.0.0.1:{port}/api", "port": port, "ui": _ui_enabled(),
              "prefect": prefect_version(), "started": time.time()}
     write_state(where, state)
     return state
@@ -271,9 +271,22 @@ def _port_free(port: int) -> bool:
 
 def _use(state: dict) -> None:
     os.environ["PREFECT_API_URL"] = state["url"]
+    if not state.get("ui", True):
+        os.environ["PREFECT_UI_URL"] = ""  # it serves no UI: no "View at" links to it
+
+
+def _ui_enabled() -> bool:
     ui = os.environ.get("PREFECT_SERVER_UI_ENABLED", os.environ.get("PREFECT_UI_ENABLED", "true"))
-    if ui.strip().lower() in ("0", "false", "no", "off"):
-        os.environ["PREFECT_UI_URL"] = ""  # no UI: no "View at" links to it
+    return ui.strip().lower() not in ("0", "false", "no", "off")
+
+
+def _in_use(where: Path) -> bool:
+    """Whether a running command holds the server (asked before this one holds it too)."""
+    probe = lock(where / CLIENTS_LOCK, fcntl.LOCK_EX, wait=False)
+    if probe is None:
+        return True
+    probe.close()
+    return False
 
 
 def _release_start_lock() -> None:
@@ -298,23 +311,27 @@ def start() -> None:
         where = home()
         where.mkdir(parents=True, exist_ok=True)
         _start_lock = lock(where / START_LOCK, fcntl.LOCK_EX)
-        # Taken while holding the start lock, which a stopping server takes first: a server
-        # found here cannot decide to stop before this command holds it.
-        _clients_lock = lock(where / CLIENTS_LOCK, fcntl.LOCK_SH)
         state = read_state(where)
         if is_server(state.get("pid"), where):
-            if state.get("prefect") == prefect_version():
+            # Another Prefect version's server is replaced, but never under a running command.
+            in_use = _in_use(where)
+            if in_use or state.get("prefect") == prefect_version():
+                # Taken while holding the start lock, which a stopping server takes first: a
+                # server found here cannot decide to stop before this command holds it.
+                _clients_lock = lock(where / CLIENTS_LOCK, fcntl.LOCK_SH)
+                _use(state)
                 if healthy(state.get("url"), timeout=2):
-                    _use(state)
                     _release_start_lock()
                     return
                 startup = float(os.environ.get(STARTUP_SETTING, DEFAULTS[STARTUP_SETTING]))
-                if time.time() - float(state.get("started") or 0) < startup:
-                    _use(state)  # still booting: its starter went before it answered
-                    _pending = state
+                if in_use or time.time() - float(state.get("started") or 0) < startup:
+                    _pending = state  # still booting (its starter went before it answered), or busy
                     return
-            # Another Prefect version's, or stuck: the same SQLite cannot take two servers.
+            # Another Prefect version's, or stuck, and nobody on it: one SQLite file cannot take
+            # two servers.
             end_pid(state["pid"], grace_seconds=20)
+        if _clients_lock is None:
+            _clients_lock = lock(where / CLIENTS_LOCK, fcntl.LOCK_SH)
         _pending = _spawn(where, state, idle)
         _use(_pending)
     except (OSError, ValueError) as exc:

@@ -134,11 +134,16 @@ def test_a_stale_record_is_replaced(home, recorded):
     assert temporary_server.healthy(state["url"], timeout=5)
 
 
-def test_a_server_of_another_prefect_version_is_replaced(home):
-    old = start_here()
-    temporary_server.release()
+def test_a_server_of_another_prefect_version_is_replaced_once_no_command_runs_on_it(sim, settings, cli_env, home):
+    old = start_here()  # a command of an older install, still running
     write_state(home, dict(old, prefect="3.0.0"))
 
+    done = subprocess.run([EXE, "sync"], env=dict(os.environ), capture_output=True, text=True, timeout=300)
+
+    assert (done.returncode, done.stderr) == (0, "")
+    assert read_state(home)["pid"] == old["pid"], "not stopped under a running command"
+
+    temporary_server.release()  # that command ends
     new = start_here()
 
     assert new["pid"] != old["pid"] and new["prefect"] == temporary_server.prefect_version()
