@@ -312,7 +312,7 @@ def start() -> None:
         where.mkdir(parents=True, exist_ok=True)
         _start_lock = lock(where / START_LOCK, fcntl.LOCK_EX)
         state = read_state(where)
-        if is_server(state.get("pid"), where):
+        if state.get("url") and is_server(state.get("pid"), where):
             # Another Prefect version's server is replaced, but never under a running command.
             in_use = _in_use(where)
             if in_use or state.get("prefect") == prefect_version():
