@@ -76,10 +76,13 @@ def check_accounts(settings: Settings, source: str | None, account: str | None) 
 
 
 def server_ready() -> None:
+    from flows.prefect_env import one_shot_runs
+
     try:
         temporary_server.wait_until_ready()
     except RuntimeError as exc:
         raise CommandError(str(exc)) from None
+    one_shot_runs()
 
 
 def run_sync_flow(source: str | None, full_refresh: bool, settings: Settings, account: str | None = None) -> list:

@@ -8,7 +8,7 @@ import os
 
 DEFAULTS = {
     # Logs go to standard output, so that standard error holds only the one line that says why
-    # a run failed (CONTRACT.md).
+    # a run failed.
     "PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM": "ext://sys.stdout",
     # chatsync's own log lines reach the Prefect UI next to the flow's.
     "PREFECT_LOGGING_EXTRA_LOGGERS": "chatsync",
@@ -27,3 +27,15 @@ DEFAULTS = {
 def configure() -> None:
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+def one_shot_runs() -> None:
+    """For a command's flow run, once Prefect is imported: no heartbeats, unless the user sets
+    their frequency. Prefect sends one when a run starts and then every few minutes, for
+    automations that spot runs which stopped answering; a command's run is over in seconds, and
+    its end waited for the heartbeat thread's one-second sleep to run out: 0.5 s on average."""
+    from prefect.settings import get_current_settings
+
+    flows = get_current_settings().flows
+    if "heartbeat_frequency" not in flows.model_fields_set:
+        flows.heartbeat_frequency = None

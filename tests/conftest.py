@@ -2,6 +2,8 @@
 to every folder under tests/; the plain helpers the tests import are in helpers.py.
 
 Prefect runs on one temporary server for the whole session, under a PREFECT_HOME of its own.
+The installed command, which tests run too, keeps chatsync's local Prefect server under a
+CHATSYNC_PREFECT_HOME of the session's; the session stops that server as it ends.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ from datetime import timedelta
 _prefect_home = tempfile.mkdtemp(prefix="chatsync-prefect-")
 os.environ["PREFECT_HOME"] = _prefect_home
 os.environ.setdefault("PREFECT_SERVER_UI_ENABLED", "false")
+_chatsync_prefect_home = os.path.join(_prefect_home, "chatsync")
+os.environ["CHATSYNC_PREFECT_HOME"] = _chatsync_prefect_home
+# A session killed before its end leaves that server for two minutes, not half an hour.
+os.environ["CHATSYNC_PREFECT_SERVER_IDLE"] = "2m"
 # Prefect binds its console handler to the stdout of the moment, which pytest swaps per test;
 # tests read logs through pytest's own capture instead.
 os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
@@ -36,6 +42,16 @@ def _runtime_tweaks():
     from flows import runtime
 
     runtime.apply()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_local_prefect_server_left():
+    yield
+    from pathlib import Path
+
+    from flows import temporary_server
+
+    temporary_server.stop_server(Path(_chatsync_prefect_home))
 
 
 @pytest.fixture(autouse=True, scope="session")

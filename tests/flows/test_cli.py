@@ -13,9 +13,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+import httpx
 import pytest
 from helpers import assert_warehouse_matches, query, watermark
+from test_startup import prefect_servers
 
+from flows import temporary_server
 from flows.cli import main
 from simulator import Fault
 
@@ -260,69 +263,69 @@ def test_a_killed_serve_takes_its_prefect_server_with_it(settings, cli_env, tmp_
         time.sleep(0.2)
 
 
-def prefect_servers(home: Path) -> list[int]:
-    """Pids of Prefect temporary servers whose PREFECT_HOME is `home`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if b"prefect.server.api.server:create_app" not in (entry / "cmdline").read_bytes():
-                continue
-            if f"PREFECT_HOME={home}".encode() in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except (OSError, ValueError):
-            continue
-    return found
-
-
-def test_the_installed_command_runs_prefect_beside_it_and_leaves_nothing_running(sim, settings, cli_env, tmp_path):
+def test_the_installed_command_runs_its_flow_on_chatsync_s_local_prefect_server(sim, settings, cli_env, tmp_path):
     exe = shutil.which("chatsync", path=str(Path(sys.executable).parent)) or shutil.which("chatsync")
-    home = tmp_path / "prefect"
-    env = dict(os.environ, PREFECT_HOME=str(home))
+    home = tmp_path / "chatsync-prefect"
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), CHATSYNC_PREFECT_HOME=str(home))
     env.pop("PREFECT_API_URL", None)
+    try:
+        done = subprocess.run([exe, "sync", "--source", "cozmox"], env=env, capture_output=True, text=True,
+                              timeout=180)
 
-    done = subprocess.run([exe, "sync", "--source", "cozmox"], env=env, capture_output=True, text=True, timeout=180)
-
-    assert (done.returncode, done.stderr) == (0, "")
-    assert_warehouse_matches(sim, settings.database)
-    assert (home / "prefect.db").exists(), "the flow ran on a server of its own PREFECT_HOME"
-    assert "View at" not in done.stdout, "a link to a server that is gone"
+        assert (done.returncode, done.stderr) == (0, "")
+        assert_warehouse_matches(sim, settings.database)
+        state = temporary_server.read_state(home)
+        assert prefect_servers(home) == [state["pid"]], "one server, the recorded one, left for the next command"
+        assert (home / "prefect.db").exists(), "its history is in chatsync's Prefect home, beside serve's"
+        assert not (tmp_path / "prefect" / "prefect.db").exists(), "no temporary server of Prefect's ran"
+        runs = httpx.post(f"{state['url']}/flow_runs/filter", json={}, timeout=30).json()
+        assert [(r["name"], r["state_type"]) for r in runs] == [("sync-cozmox", "COMPLETED")]
+    finally:
+        temporary_server.stop_server(home)
     assert prefect_servers(home) == []
 
 
-def test_a_killed_command_takes_its_temporary_server_with_it(sim, settings, cli_env, tmp_path):
+def test_a_killed_command_leaves_no_server_but_the_shared_one_which_stops_once_idle(sim, settings, cli_env, tmp_path):
+    """Killed with its whole process group, as a terminal's Ctrl-C or a service manager would:
+    the shared server is in a session of its own and outlives it, and with the command gone
+    nobody holds it, so it stops after its idle limit."""
     exe = shutil.which("chatsync", path=str(Path(sys.executable).parent)) or shutil.which("chatsync")
-    home = tmp_path / "prefect"
-    env = dict(os.environ, PREFECT_HOME=str(home))
+    home = tmp_path / "chatsync-prefect"
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), CHATSYNC_PREFECT_HOME=str(home),
+               CHATSYNC_PREFECT_SERVER_IDLE="1s")
     env.pop("PREFECT_API_URL", None)
     command = subprocess.Popen([exe, "sync", "--source", "cozmox"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while not prefect_servers(home):
-            assert command.poll() is None and time.monotonic() < deadline, "no temporary server was started"
+        while (pid := temporary_server.read_state(home).get("pid")) not in prefect_servers(home):
+            assert command.poll() is None and time.monotonic() < deadline, "no server was started"
             time.sleep(0.05)
     finally:
-        command.kill()
+        os.killpg(command.pid, signal.SIGKILL)
         command.wait()
-    deadline = time.monotonic() + 30
+
+    assert prefect_servers(home) in ([pid], []), "no server of the command's own was left behind"
+    deadline = time.monotonic() + 120
     while prefect_servers(home):
-        assert time.monotonic() < deadline, "the temporary server outlived the command"
+        assert time.monotonic() < deadline, "the shared server did not stop once idle"
         time.sleep(0.2)
 
 
 def test_a_prefect_server_named_in_the_active_profile_is_left_to_prefect(tmp_path, monkeypatch):
-    from flows import temporary_server
-
     profiles = tmp_path / "profiles.toml"
     profiles.write_text('active = "team"\n[profiles.team]\nPREFECT_API_URL = "http://prefect.internal:4200/api"\n')
     monkeypatch.setenv("PREFECT_PROFILES_PATH", str(profiles))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.chdir(tmp_path)
 
+    monkeypatch.setenv("CHATSYNC_PREFECT_HOME", str(tmp_path / "chatsync-prefect"))
+
     temporary_server.start()
 
-    assert temporary_server._server is None
+    assert temporary_server._clients_lock is None
     assert "PREFECT_API_URL" not in os.environ
+    assert not (tmp_path / "chatsync-prefect").exists()
 
 
 def test_version_and_help_that_names_each_variable_and_default(capsys):

@@ -1,0 +1,211 @@
+"""chatsync's local Prefect server: started by the first flow command, found by the next ones,
+one per home however many start at once, and gone by itself once nobody uses it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flows import temporary_server
+from flows.local_server import Watchdog
+from flows.temporary_server import CLIENTS_LOCK, START_LOCK, lock, read_state, write_state
+
+EXE = shutil.which("chatsync", path=str(Path(sys.executable).parent)) or shutil.which("chatsync")
+
+
+def prefect_servers(home: Path) -> list[int]:
+    """PIDs of the Prefect servers (chatsync's local one, or a temporary one of Prefect's) whose
+    Prefect home is `home`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes()
+            if b"flows.local_server:create_app" not in command and b"prefect.server.api.server:create_app" not in command:
+                continue
+            if f"PREFECT_HOME={home}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def start_here() -> dict:
+    """What a flow command does as it begins, done in this process: the server's record."""
+    os.environ.pop("PREFECT_API_URL", None)
+    temporary_server.start()
+    temporary_server.wait_until_ready()
+    assert os.environ["PREFECT_API_URL"]
+    return read_state(Path(os.environ["CHATSYNC_PREFECT_HOME"]))
+
+
+def flow_runs(api: str) -> list[tuple[str, str]]:
+    runs = httpx.post(f"{api}/flow_runs/filter", json={}, timeout=30).json()
+    return sorted((run["name"], run["state_type"]) for run in runs)
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory) -> Path:
+    """A home whose Prefect database is built: a fresh one migrates for 10-15 s as its first
+    server boots, which each test would pay again."""
+    home = tmp_path_factory.mktemp("migrated")
+    saved = dict(os.environ)
+    os.environ["CHATSYNC_PREFECT_HOME"] = str(home)
+    try:
+        start_here()
+    finally:
+        temporary_server.release()
+        temporary_server.stop_server(home)
+        os.environ.clear()
+        os.environ.update(saved)
+    return home
+
+
+@pytest.fixture
+def home(migrated, tmp_path, monkeypatch) -> Iterator[Path]:
+    """A chatsync Prefect home of the test's own; whatever server it starts there is stopped."""
+    home = tmp_path / "chatsync-prefect"
+    home.mkdir()
+    for name in ("prefect.db", "prefect.db-wal"):
+        if (migrated / name).exists():
+            shutil.copy(migrated / name, home / name)
+    monkeypatch.setenv("CHATSYNC_PREFECT_HOME", str(home))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    yield home
+    temporary_server.release()
+    temporary_server.stop_server(home)
+    assert prefect_servers(home) == []
+
+
+def test_a_second_command_reuses_the_server_the_first_left(sim, settings, cli_env, home):
+    first = subprocess.run([EXE, "sync"], env=dict(os.environ), capture_output=True, text=True, timeout=300)
+
+    assert (first.returncode, first.stderr) == (0, "")
+    state = read_state(home)
+    assert prefect_servers(home) == [state["pid"]], "the server outlived the command that started it"
+    assert os.getsid(state["pid"]) == state["pid"], "in a session of its own: a terminal's Ctrl-C spares it"
+    assert (home / "prefect.db").exists()
+
+    sim.touch("cozmox", sim.cozmox_chats()[0]["id"])
+    second = subprocess.run([EXE, "sync"], env=dict(os.environ), capture_output=True, text=True, timeout=300)
+
+    assert (second.returncode, second.stderr) == (0, "")
+    assert read_state(home) == state
+    assert prefect_servers(home) == [state["pid"]]
+    assert flow_runs(state["url"]) == [("sync-all", "COMPLETED")] * 2
+
+
+def test_two_commands_starting_at_once_start_one_server(sim, settings, cli_env, home, tmp_path):
+    commands = [subprocess.Popen([EXE, "sync"], env=dict(os.environ, CHATSYNC_DATABASE=str(tmp_path / f"w{i}.duckdb")),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    errors = [command.communicate(timeout=300)[1] for command in commands]
+
+    assert [command.returncode for command in commands] == [0, 0], errors
+    state = read_state(home)
+    assert prefect_servers(home) == [state["pid"]]
+    assert flow_runs(state["url"]) == [("sync-all", "COMPLETED")] * 2
+
+
+@pytest.mark.parametrize("recorded", ["a process that is gone", "a process that is no server"])
+def test_a_stale_record_is_replaced(home, recorded):
+    if recorded == "a process that is gone":
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()
+        pid = gone.pid
+    else:
+        pid = os.getpid()  # this test's own process, which must be left alone
+    port = temporary_server.free_port()
+    write_state(home, {"pid": pid, "url": f"http://127.0.0.1:{port}/api", "port": port,
+                       "prefect": temporary_server.prefect_version(), "started": time.time()})
+
+    state = start_here()
+
+    assert state["pid"] != pid
+    assert prefect_servers(home) == [state["pid"]]
+    assert temporary_server.healthy(state["url"], timeout=5)
+
+
+def test_a_server_of_another_prefect_version_is_replaced_once_no_command_runs_on_it(sim, settings, cli_env, home):
+    old = start_here()  # a command of an older install, still running
+    write_state(home, dict(old, prefect="3.0.0"))
+
+    done = subprocess.run([EXE, "sync"], env=dict(os.environ), capture_output=True, text=True, timeout=300)
+
+    assert (done.returncode, done.stderr) == (0, "")
+    assert read_state(home)["pid"] == old["pid"], "not stopped under a running command"
+
+    temporary_server.release()  # that command ends
+    new = start_here()
+
+    assert new["pid"] != old["pid"] and new["prefect"] == temporary_server.prefect_version()
+    assert not temporary_server.alive(old["pid"])
+    assert prefect_servers(home) == [new["pid"]]
+
+
+def test_a_server_idle_past_its_limit_stops_by_itself(home, monkeypatch):
+    monkeypatch.setenv("CHATSYNC_PREFECT_SERVER_IDLE", "1s")
+    state = start_here()
+    server = temporary_server._process
+    assert server is not None and server.pid == state["pid"]
+
+    temporary_server.release()  # the command ends
+
+    # uvicorn ends by raising again the SIGTERM it shut down on
+    assert server.wait(timeout=120) in (0, -signal.SIGTERM)
+    assert read_state(home) == {"port": state["port"]}, "off the record, its port kept for the next"
+    again = start_here()
+    assert again["pid"] != state["pid"] and again["port"] == state["port"], "links to the UI keep working"
+
+
+def test_the_watchdog_stops_a_server_only_once_nobody_holds_it(home):
+    write_state(home, {"pid": 4242, "url": "http://127.0.0.1:1/api", "port": 1})
+    watchdog = Watchdog(home, idle_seconds=0, pid=4242)
+
+    command = lock(home / CLIENTS_LOCK, fcntl.LOCK_SH)  # a command running on it
+    assert not watchdog.should_stop()
+    command.close()
+    starting = lock(home / START_LOCK, fcntl.LOCK_EX)  # a command finding it
+    assert not watchdog.should_stop()
+    starting.close()
+    watchdog.began()  # a request in flight: the UI, say
+    assert not watchdog.should_stop()
+    watchdog.ended()
+
+    assert watchdog.should_stop()
+    assert read_state(home) == {"port": 1}
+    assert lock(home / START_LOCK, fcntl.LOCK_EX, wait=False) is None, "no command starts the next one meanwhile"
+    for held in watchdog.held:
+        held.close()
+
+
+def test_the_watchdog_waits_out_the_idle_limit_unless_the_server_is_not_the_recorded_one(home):
+    write_state(home, {"pid": 4242, "url": "http://127.0.0.1:1/api", "port": 1})
+
+    assert not Watchdog(home, idle_seconds=3600, pid=4242).should_stop()
+    orphan = Watchdog(home, idle_seconds=3600, pid=4343)  # its starter died before recording it
+    assert orphan.should_stop()
+    assert read_state(home)["pid"] == 4242, "the record is not the orphan's to change"
+    for held in orphan.held:
+        held.close()
+
+
+def test_a_prefect_api_url_of_the_users_starts_no_server(sim, settings, cli_env, home, tmp_path):
+    theirs = start_here()  # stands for the user's own Prefect server
+    unused = tmp_path / "unused-home"
+    env = dict(os.environ, PREFECT_API_URL=theirs["url"], CHATSYNC_PREFECT_HOME=str(unused))
+
+    done = subprocess.run([EXE, "sync"], env=env, capture_output=True, text=True, timeout=300)
+
+    assert (done.returncode, done.stderr) == (0, "")
+    assert not unused.exists()
+    assert prefect_servers(unused) == []
+    assert flow_runs(theirs["url"]) == [("sync-all", "COMPLETED")]
