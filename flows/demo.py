@@ -16,6 +16,7 @@ from datetime import timedelta
 from rich.console import Console
 from rich.table import Table
 
+from flows import temporary_server
 from load.read_copy import open_for_reading, read_copy_path
 
 QUESTIONS = {
@@ -95,3 +96,8 @@ def run_demo(database: str, chats: int, out: Console) -> None:
               f"  .venv/bin/chatsync status --database {database}\n"
               f"Notebooks and BI tools open its read copy, which every sync that changes it replaces:\n"
               f"  duckdb.connect(\"{read_copy_path(database)}\", read_only=True)", markup=False)
+    ui = temporary_server.local_ui()
+    if ui:
+        out.print(f"The runs are in the local Prefect server's UI at {ui}; it stops itself after "
+                  f"{os.environ.get(temporary_server.IDLE_VARIABLE, temporary_server.DEFAULT_IDLE)} idle "
+                  "(python -m flows.local_server stop stops it now).", markup=False)

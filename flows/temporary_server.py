@@ -276,6 +276,15 @@ def _use(state: dict) -> None:
         os.environ["PREFECT_UI_URL"] = ""  # it serves no UI: no "View at" links to it
 
 
+def local_ui() -> str | None:
+    """The UI address of the local server this command uses, where it serves one."""
+    if _clients_lock is None and _pending is None:
+        return None
+    state = read_state(home())
+    url = str(state.get("url") or "")
+    return url.removesuffix("/api") if url and state.get("ui", True) else None
+
+
 def _ui_enabled() -> bool:
     ui = os.environ.get("PREFECT_SERVER_UI_ENABLED", os.environ.get("PREFECT_UI_ENABLED", "true"))
     return ui.strip().lower() not in ("0", "false", "no", "off")
