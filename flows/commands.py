@@ -86,36 +86,31 @@ def server_ready() -> None:
 
 
 def run_sync_flow(source: str | None, full_refresh: bool, settings: Settings, account: str | None = None) -> list:
-    check_accounts(settings, source, account)
     from flows.sync_flow import sync_flow
 
-    server_ready()
-    with live(out):
-        state = sync_flow(source=source, database=settings.database, full_refresh=full_refresh, account=account,
-                          return_state=True)
-    return outcome(state)
+    return _run_flow(sync_flow, settings, source, account, full_refresh=full_refresh)
 
 
 def run_backfill_flow(source: str | None, since: datetime, until: datetime | None, window: timedelta,
                       settings: Settings, account: str | None = None) -> list:
-    check_accounts(settings, source, account)
     from flows.sync_flow import backfill_flow
 
-    server_ready()
-    with live(out):
-        state = backfill_flow(since=since, until=until, source=source, window_seconds=window.total_seconds(),
-                              database=settings.database, account=account, return_state=True)
-    return outcome(state)
+    return _run_flow(backfill_flow, settings, source, account, since=since, until=until,
+                     window_seconds=window.total_seconds())
 
 
 def run_reconcile_flow(source: str | None, force: bool, settings: Settings, account: str | None = None) -> list:
-    check_accounts(settings, source, account)
     from flows.sync_flow import reconcile_flow
 
+    return _run_flow(reconcile_flow, settings, source, account, force=force)
+
+
+def _run_flow(flow: Any, settings: Settings, source: str | None, account: str | None, **parameters: Any) -> list:
+    """Runs one of the flows over the chosen accounts, with live progress; its summaries."""
+    check_accounts(settings, source, account)
     server_ready()
     with live(out):
-        state = reconcile_flow(source=source, database=settings.database, account=account, force=force,
-                               return_state=True)
+        state = flow(source=source, database=settings.database, account=account, return_state=True, **parameters)
     return outcome(state)
 
 

@@ -209,27 +209,6 @@ def test_serve_fires_a_scheduled_sync_and_stops_cleanly(sim, settings, cli_env, 
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
-def test_a_busy_database_is_said_plainly_and_left_intact(sim, settings, cli_env, capsys):
-    assert run(capsys, "sync")[0] == 0
-    before = query(settings.database, "select count(*), max(watermark) from chats, sync_state")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-         " sys.stdin.read()", settings.database],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        sim.touch("cozmox", sim.cozmox_chats()[0]["id"])
-        code, _, err = run(capsys, "sync", "--wait", "1s")
-    finally:
-        holder.communicate("")
-
-    assert code == 1 and err.count("\n") == 1
-    assert "is busy" in err and settings.database in err
-    assert f"(PID {holder.pid})" in err and "after waiting 1s" in err
-    assert query(settings.database, "select count(*), max(watermark) from chats, sync_state") == before
-
-
 def test_reconcile_command_marks_deleted_chats(sim, settings, cli_env, capsys):
     assert run(capsys, "sync")[0] == 0
     gone = sim.chat_ids("cozmox")[0]

@@ -129,7 +129,8 @@ def test_a_held_warehouse_makes_a_sync_wait_then_fail_naming_the_holder_and_stat
         holder.communicate("")
 
     assert code == 1 and err.count("\n") == 1
-    assert "is busy: it is held by" in err and f"(PID {holder.pid})" in err and "after waiting 1s" in err
+    assert f"database {settings.database} is busy: it is held by" in err and f"(PID {holder.pid})" in err
+    assert "after waiting 1s" in err
     # status, read-only, reads the copy and already shows the run that never got its turn
     assert status_code == 0 and "reading the read copy" in status_err
     assert "failed" in status_out and "is busy" in status_out
