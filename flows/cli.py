@@ -297,8 +297,7 @@ def export(
     from flows.query import export as export_database
 
     settings = load_settings(database=database)
-    paths = export_database(settings.database, settings.read_copy, directory, fmt.value, err)
-    tables = sum(1 for p in paths if p.suffix == f".{fmt.value}")
+    tables = export_database(settings.database, settings.read_copy, directory, fmt.value, err)
     out.print(f"Wrote {tables} tables and the schema to {directory}")
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from load.read_copy import Reading, open_for_reading, refuse_writes
 from load.views import VIEWS
+from load.warehouse import one_row
 
 FORMATS = ("table", "csv", "json")
 
@@ -47,23 +48,24 @@ def run_query(database: str, read_copy: str | None, sql: str, fmt: str, out: Con
     return len(rows)
 
 
-def export(database: str, read_copy: str | None, directory: str, fmt: str, err: Console) -> list[Path]:
+def export(database: str, read_copy: str | None, directory: str, fmt: str, err: Console) -> int:
     """The whole warehouse as DuckDB's EXPORT DATABASE writes it: a file per table, and the
-    schema and views as SQL (`schema.sql`, `load.sql`), so `IMPORT DATABASE` rebuilds it."""
+    schema and views as SQL (`schema.sql`, `load.sql`), so `IMPORT DATABASE` rebuilds it.
+    Returns the number of tables."""
     target = Path(directory)
     with reading(database, read_copy, err) as opened:
         target.mkdir(parents=True, exist_ok=True)
-        before = set(target.iterdir())
         literal = str(target).replace("'", "''")
         opened.con.execute(f"export database '{literal}' (format {fmt})")
-    _views_in_dependency_order(target / "schema.sql")
-    return sorted(set(target.iterdir()) - before) or sorted(target.iterdir())
+        _views_in_dependency_order(opened.con, target / "schema.sql")
+        tables = opened.con.execute("select count(*) from duckdb_tables() where database_name = current_database()")
+        return int(one_row(tables)[0])
 
 
-def _views_in_dependency_order(schema: Path) -> None:
+def _views_in_dependency_order(con: duckdb.DuckDBPyConnection, schema: Path) -> None:
     """EXPORT DATABASE writes views in name order, and IMPORT DATABASE fails on one that reads
     a view created after it: put them in the order the warehouse creates them."""
-    statements = [s.query.strip() for s in duckdb.connect().extract_statements(schema.read_text())]
+    statements = [s.query.strip() for s in con.extract_statements(schema.read_text())]
     order: dict[str | None, int] = {name: i for i, name in enumerate(VIEWS)}
 
     def view(statement: str) -> str | None:

@@ -115,8 +115,7 @@ def print_status(settings: Settings, out: Console, err: Console, account: str | 
 def _with_missed_runs(con: duckdb.DuckDBPyConnection, database: str) -> None:
     """Runs that never got to open the warehouse wait beside it until the next writer records
     them; shown here already, by a temporary view that shadows sync_runs for this connection."""
-    path = missed_runs_path(database)
-    pending = [p for p in (path.with_name(f"{path.name}.taking"), path) if p.exists()]
+    pending = [p for p in (missed_runs_path(database, taking=True), missed_runs_path(database)) if p.exists()]
     if not pending:
         return
     catalog = one_row(con.execute("select current_database()"))[0].replace('"', '""')

@@ -116,8 +116,10 @@ def _connect(database: str, wait_seconds: float) -> duckdb.DuckDBPyConnection:
             time.sleep(0.2)
 
 
-def missed_runs_path(database: str) -> Path:
-    return Path(f"{database}.missed-runs.jsonl")
+def missed_runs_path(database: str, taking: bool = False) -> Path:
+    """The log of runs that never opened the warehouse; `taking`: the one the next writer is
+    moving into sync_runs (still there if that was cut short)."""
+    return Path(f"{database}.missed-runs.jsonl{'.taking' if taking else ''}")
 
 
 MISSED_RUN_COLUMNS = ("run_id", "source", "account", "mode", "started_at", "finished_at", "status", "error")
@@ -236,8 +238,7 @@ class Warehouse:
     def _take_missed_runs(self) -> None:
         if not is_local(self.database):
             return
-        path = missed_runs_path(self.database)
-        taken = path.with_name(f"{path.name}.taking")  # still there if a take was cut short
+        path, taken = missed_runs_path(self.database), missed_runs_path(self.database, taking=True)
         if not taken.exists():
             if not path.exists():
                 return
