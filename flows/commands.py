@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import AliasChoices, ValidationError
 from rich.console import Console
@@ -17,6 +17,9 @@ from rich.table import Table
 from flows import temporary_server
 from flows.progress import live
 from flows.settings import Settings
+
+if TYPE_CHECKING:
+    from flows.pipeline import RunSummary
 
 # Piped output keeps whole table rows rather than the 80 columns rich assumes off a terminal.
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -124,7 +127,7 @@ def outcome(state: Any) -> list:
     return summaries
 
 
-def print_summary(summaries: list) -> None:
+def print_summary(summaries: list[RunSummary]) -> None:
     """A row per account; the errors and warnings, which are long, under the table."""
     from flows.sync_flow import summary_table
 
@@ -141,8 +144,8 @@ def print_summary(summaries: list) -> None:
     for row in rows:
         table.add_row(*(str(row[c]) for c in columns))
     out.print(table)
-    for row in rows:
-        if row["error"]:
-            out.print(f"  {row['error']}", soft_wrap=True, markup=False)
-        for warning in filter(None, row["warnings"].split(" | ")):
-            out.print(f"  {row['account']}: warning: {warning}", soft_wrap=True, markup=False)
+    for summary in summaries:
+        if summary.error:
+            out.print(f"  {summary.error}", soft_wrap=True, markup=False)
+        for warning in summary.warnings:
+            out.print(f"  {summary.account}: warning: {warning}", soft_wrap=True, markup=False)
