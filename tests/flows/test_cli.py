@@ -326,3 +326,20 @@ def test_status_max_age_exits_non_zero_for_a_stale_account(sim, settings, cli_en
     code, out, err = run(capsys, "status", "--max-age", "1h")
     assert code == 1 and "accounts" in out
     assert err.startswith("chatsync: older than --max-age 1h: cozmox: watermark 2h ago") and err.count("\n") == 1
+
+
+def test_the_summary_prints_each_warning_under_the_table(sim, settings, cli_env, capsys, monkeypatch):
+    from simulator import app
+
+    real = app.SimulatorApp._cozmox_chats
+
+    def capped(self, params, delta, bare):  # an API that serves at most 7 and says nothing of it
+        return real(self, {**params, "limit": str(min(7, int(params.get("limit", 100))))}, delta, bare)
+
+    monkeypatch.setattr(app.SimulatorApp, "_cozmox_chats", capped)
+    code, out, _ = run(capsys, "sync")
+
+    assert code == 0
+    table_end = out.index("└")
+    assert "  cozmox: warning: " in out[table_end:] and "reading on with pages of 7" in out[table_end:]
+    assert_warehouse_matches(sim, settings.database)
