@@ -453,3 +453,23 @@ def test_entries_costs_and_squads_of_every_shape_load_as_sent(sim, settings):
     tool_calls = dict(query(settings.database, "select chat_id, tool_call_count from chat_summary"))
     assert tool_calls == {c["id"]: sum(1 for e in c["messages"] if e["role"] == "tool") for c in chats}
     assert any(tool_calls.values())
+
+
+def test_a_chat_changed_at_the_same_updated_at_is_rewritten_and_its_unchanged_neighbours_are_not(sim, settings):
+    """An API whose times are coarse changes a chat without moving its updated-at: the lookback's
+    re-read tells it from the copies held by what was sent, and writes that chat alone."""
+    first, latest = [c["id"] for c in sim.cozmox_chats()][:2]
+    sim.touch("cozmox", first)
+    sim.touch("cozmox", latest)
+    sync(settings)
+    sim.corrupt("cozmox", latest, "name", "renamed, same time")
+    before = dict(query(settings.database, "select chat_id, loaded_at from chats"))
+
+    summary = sync(settings)
+
+    assert summary.chats_fetched >= 2  # the lookback re-read more than the one chat
+    assert summary.chats_upserted == 1
+    after = dict(query(settings.database, "select chat_id, loaded_at from chats"))
+    assert {k for k in after if after[k] != before[k]} == {latest}
+    assert query(settings.database, "select title from chats where chat_id = ?", [latest]) == [
+        ("renamed, same time",)]
