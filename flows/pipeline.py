@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from extract.cozmox import floor_ms
@@ -307,12 +308,18 @@ def backfill_account(settings: Settings, warehouse: Warehouse, account: Account,
     return run_account(settings, warehouse, account, "backfill", work, done)
 
 
+# Runs that write much of the history, as opposed to a scheduled sync's few changes.
+BULK_MODES = frozenset({"full_refresh", "backfill", "rebuild"})
+
+
 def open_warehouse(settings: Settings, accounts: list[Account], mode: str) -> Warehouse:
     """The writer's connection, after waiting its turn; it publishes the read copy on closing.
-    A run that never gets its turn is still recorded, for `status` to show."""
+    A run that never gets its turn is still recorded, for `status` to show. A first sync is a
+    bulk load too."""
     started_at = now_utc()
+    bulk = mode in BULK_MODES or not Path(settings.database).expanduser().exists()
     try:
-        return Warehouse(settings.database, settings.wait.total_seconds(), settings.read_copy)
+        return Warehouse(settings.database, settings.wait.total_seconds(), settings.read_copy, bulk)
     except DatabaseBusy as exc:
         record_missed_run(settings.database, [(a.source, a.name) for a in accounts], mode, started_at, str(exc))
         raise

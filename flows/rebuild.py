@@ -48,7 +48,7 @@ def stored_accounts(warehouse: Warehouse, source: str | None, account: str | Non
 def stored_steps(warehouse: Warehouse, key: AccountKey, skipped: list[str]) -> Iterator[LoadStep]:
     """The organisation's chats as stored, a group at a time, as rows again."""
     flatten = SOURCES[key.source][1]
-    reader = warehouse.con.cursor()  # reads between the loads, which the main connection runs
+    reader = warehouse.cursor()  # reads between the loads, which the main connection runs
     after = ""
     while True:
         chats = reader.execute(

@@ -93,14 +93,42 @@ def now_utc() -> datetime:
 WAIT_REPORT_SECONDS = 5.0
 
 
-def _connect(database: str, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+# Rows a row group holds when a run writes a few rows (DuckDB's default, for bulk loads, is
+# 122,880). A checkpoint rewrites, whole, every row group that rows were added to: after a bulk
+# load that is all of a table of chats, raw and all, so each small run after it rewrote the
+# whole table (1-2 s and the file's size again at 20,000 chats). Small row groups cost a bulk
+# load a third more, so only small runs ask for them; what a bulk load wrote keeps its size.
+SMALL_RUN_ROW_GROUP_ROWS = 2048
+
+
+def _open(database: str, bulk: bool) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse. A local file is attached rather than opened, since the
+    size of the row groups a run writes is an option of ATTACH alone."""
+    if not is_local(database):
+        return duckdb.connect(database)
+    con = duckdb.connect()
+    options = "" if bulk else f" (row_group_size {SMALL_RUN_ROW_GROUP_ROWS})"
+    try:
+        con.execute(f"attach '{_quoted(database)}' as warehouse{options}")
+        con.execute("use warehouse")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _quoted(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _connect(database: str, wait_seconds: float, bulk: bool) -> duckdb.DuckDBPyConnection:
     """Opens the database for writing, waiting up to `wait_seconds` while another process holds
     it (DuckDB lets one process write a file), with a line every few seconds saying who."""
     began = time.monotonic()
     reported = began
     while True:
         try:
-            return duckdb.connect(database)
+            return _open(database, bulk)
         except duckdb.IOException as exc:
             holder = lock_holder(str(exc))
             if holder is None:
@@ -155,13 +183,14 @@ class Warehouse:
     """The writer's connection. With `read_copy`, a session that changed anything publishes
     the read copy there when it closes (see load/read_copy.py)."""
 
-    def __init__(self, database: str, wait_seconds: float = 0.0, read_copy: str | None = None) -> None:
+    def __init__(self, database: str, wait_seconds: float = 0.0, read_copy: str | None = None,
+                 bulk: bool = False) -> None:
         self.database = database
         self.read_copy = read_copy if is_local(database) else None
         self.changed = False
         if is_local(database):
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.con = _connect(database, wait_seconds)
+        self.con = _connect(database, wait_seconds, bulk)
         self.con.execute("set TimeZone = 'UTC'")
         self._reader: duckdb.DuckDBPyConnection | None = None
         self._closed = False
@@ -272,6 +301,14 @@ class Warehouse:
             [account.source, account.org_id, stream, watermark, now_utc(), account.name],
         )
 
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A second connection to the warehouse, for reading in one thread while another loads."""
+        cursor = self.con.cursor()
+        cursor.execute("set TimeZone = 'UTC'")
+        if is_local(self.database):
+            cursor.execute("use warehouse")
+        return cursor
+
     def versions(self, source: str, chat_ids: list[str]) -> dict[str, tuple[datetime, str]]:
         """The updated-at held for each of these chats and the MD5 of the record as it was
         received, to skip what has not moved (an API whose times are coarse moves only the
@@ -280,8 +317,7 @@ class Warehouse:
             return {}
         # A connection of its own: a load may be running on the main one, in another thread.
         if self._reader is None:
-            self._reader = self.con.cursor()
-            self._reader.execute("set TimeZone = 'UTC'")
+            self._reader = self.cursor()
         rows = self._reader.execute(
             "select chat_id, updated_at, md5(raw::varchar) from chats"
             " where source = ? and chat_id in (select unnest(?))",

@@ -473,3 +473,25 @@ def test_a_chat_changed_at_the_same_updated_at_is_rewritten_and_its_unchanged_ne
     assert {k for k in after if after[k] != before[k]} == {latest}
     assert query(settings.database, "select title from chats where chat_id = ?", [latest]) == [
         ("renamed, same time",)]
+
+
+def chats_storage(database: str) -> set[tuple]:
+    """Where each part of each row group of `chats` is written in the file."""
+    return set(query(database, "select row_group_id, column_name, segment_id, block_id, block_offset"
+                               " from pragma_storage_info('chats') where block_id >= 0"))
+
+
+@pytest.mark.parametrize("sim_options", [{"cozmox_chats": 2100}])
+def test_a_small_sync_after_a_bulk_load_leaves_the_bulk_loads_storage_as_written(sim, settings):
+    """A checkpoint rewrites, whole, each row group that rows were added to: the chat a small
+    run writes goes to a row group of its own, and the history stays where the bulk load put it."""
+    settings = settings.model_copy(update={"page_size": 100})
+    sync(settings, full_refresh=True)
+    bulk = chats_storage(settings.database)
+    sim.touch("cozmox", sim.chat_ids("cozmox")[0])
+
+    assert sync(settings).chats_upserted == 1
+
+    after = chats_storage(settings.database)
+    assert bulk <= after
+    assert {group for group, *_ in after} == {group for group, *_ in bulk} | {max(g for g, *_ in bulk) + 1}
