@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, NamedTuple
@@ -46,12 +45,6 @@ class Record(BaseModel):
         until then, so a source may leave out what it never flattens. The record is stored
         from its text, not from this."""
         return raw
-
-    @classmethod
-    def stored_form_of_text(cls, text: bytes) -> dict[str, Any] | None:
-        """The stored form read straight from a record's text, where a source can do so without
-        decoding the rest; None where it cannot, and the record is decoded whole."""
-        return None
 
 
 def reason(exc: Exception) -> str:
@@ -135,19 +128,12 @@ def read_page(model: type[Record], records: list[Any], source: str, received_at:
     for index, item in enumerate(records):
         raw = item
         try:
-            quick = model.stored_form_of_text(item) if isinstance(item, bytes) else None
-            if quick is not None:
-                kept, text = quick, item
-            else:
-                raw, text = as_received(item)
-                if not isinstance(raw, dict):
-                    raise ValueError(f"a record must be a JSON object, not {type(raw).__name__}")
-                kept = model.stored_form(raw)
+            raw, text = as_received(item)
+            if not isinstance(raw, dict):
+                raise ValueError(f"a record must be a JSON object, not {type(raw).__name__}")
+            kept = model.stored_form(raw)
             record: Any = model.model_validate(kept)  # a page's models all have `id` and `updated_at`
         except Exception as exc:  # noqa: BLE001 - any unreadable record is kept, with why
-            if raw is item and isinstance(item, bytes):  # kept whole, as decoded, where it decodes
-                with contextlib.suppress(ValueError):
-                    raw = as_received(item)[0]
             rejected.append(rejected_row(source, stream, raw, index, reason(exc), received_at))
             continue
         seen = newest.get(record.id)

@@ -6,12 +6,10 @@ so a message is named by its chat, its list and its position (docs/schema.md, me
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import msgspec
 from pydantic import Field, StrictStr, field_validator
 
 from extract.http import dumps
@@ -84,71 +82,6 @@ def _flattened_parts(assistant: dict[str, Any]) -> dict[str, Any]:
     return parts
 
 
-# A chat's text read for its stored form alone (Chat.stored_form): its fields as decoded, its
-# assistant cut to the parts flattened without decoding the rest, which is most of its bytes.
-# Any text this shape does not take is decoded whole instead, and judged by the model as before.
-_JSON_VALUE = str | int | float | bool | list[Any] | None | msgspec.UnsetType
-
-
-class _ModelPart(msgspec.Struct):
-    provider: Any = msgspec.UNSET
-    model: Any = msgspec.UNSET
-
-
-class _VoicePart(msgspec.Struct):
-    provider: Any = msgspec.UNSET
-    voiceId: Any = msgspec.UNSET
-
-
-class _TranscriberPart(msgspec.Struct):
-    provider: Any = msgspec.UNSET
-
-
-class _AssistantParts(msgspec.Struct):
-    model: _ModelPart | _JSON_VALUE = msgspec.UNSET
-    voice: _VoicePart | _JSON_VALUE = msgspec.UNSET
-    transcriber: _TranscriberPart | _JSON_VALUE = msgspec.UNSET
-
-
-class _StoredChat(msgspec.Struct):
-    id: Any = msgspec.UNSET
-    orgId: Any = msgspec.UNSET  # the API's names, here and below
-    createdAt: Any = msgspec.UNSET
-    updatedAt: Any = msgspec.UNSET
-    assistantId: Any = msgspec.UNSET
-    squadId: Any = msgspec.UNSET
-    assistant: _AssistantParts | _JSON_VALUE = msgspec.UNSET
-    name: Any = msgspec.UNSET
-    status: Any = msgspec.UNSET
-    sessionId: Any = msgspec.UNSET
-    previousChatId: Any = msgspec.UNSET
-    input: Any = msgspec.UNSET
-    messages: Any = msgspec.UNSET
-    output: Any = msgspec.UNSET
-    costs: Any = msgspec.UNSET
-    cost: Any = msgspec.UNSET
-
-
-_STORED_CHAT = msgspec.json.Decoder(_StoredChat)
-# An escaped lone surrogate, which orjson refuses and the lenient path makes plain.
-_SURROGATE = re.compile(rb"\\u[dD][89abAB]")
-
-
-def _present(struct: msgspec.Struct) -> dict[str, Any]:
-    return {name: value for name in struct.__struct_fields__
-            if (value := getattr(struct, name)) is not msgspec.UNSET}
-
-
-def _assistant_parts(assistant: _AssistantParts) -> dict[str, Any]:
-    parts: dict[str, Any] = {}
-    for key, part in _present(assistant).items():
-        if not isinstance(part, msgspec.Struct):
-            parts[key] = part
-        elif named := _present(part):
-            parts[key] = named
-    return parts
-
-
 class Chat(Record):
     id: StrictStr = Field(min_length=1)
     org_id: str | None = Field(None, alias="orgId")
@@ -178,20 +111,6 @@ class Chat(Record):
         chat's bytes, and a group's chats stay decoded until their rows are built."""
         assistant = raw.get("assistant")
         return {**raw, "assistant": _flattened_parts(assistant)} if isinstance(assistant, dict) else raw
-
-    @classmethod
-    def stored_form_of_text(cls, text: bytes) -> dict[str, Any] | None:
-        """Five times faster than decoding the chat whole, and the same dict."""
-        if _SURROGATE.search(text):
-            return None
-        try:
-            chat = _STORED_CHAT.decode(text)
-        except (msgspec.DecodeError, RecursionError):
-            return None
-        kept = _present(chat)
-        if isinstance(chat.assistant, _AssistantParts):
-            kept["assistant"] = _assistant_parts(chat.assistant)
-        return kept
 
 
 def _nested(obj: Any, *path: str) -> Any:

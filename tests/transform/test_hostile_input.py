@@ -140,21 +140,6 @@ def test_cozmox_pages_never_crash_and_lose_nothing(records):
     load("cozmox", batch)
 
 
-def _rows(batch):
-    return {name: getattr(batch, name) for name in ("chats", "messages", "usage", "costs", "rejected")}
-
-
-@SETTINGS
-@given(page_of(COZMOX_CHAT))
-def test_a_cozmox_chat_read_for_its_flattened_fields_alone_gives_the_rows_of_one_decoded_whole(records):
-    """The quick read skips most of a chat's assistant; rows and rejects come out the same."""
-    texts = _as_sent(records)
-    quick = cozmox.flatten(texts, {}, NOW)
-    with pytest.MonkeyPatch.context() as whole:
-        whole.setattr(cozmox.Chat, "stored_form_of_text", classmethod(lambda cls, text: None))
-        assert _rows(cozmox.flatten(texts, {}, NOW)) == _rows(quick)
-
-
 @SETTINGS
 @given(page_of(INVENT_CHAT), st.lists(st.one_of(mutated(INVENT_MESSAGE), json_values), max_size=5).map(_through_json))
 def test_invent_pages_and_messages_never_crash_and_lose_nothing(records, messages):
