@@ -13,7 +13,7 @@ from rich.table import Table
 
 from load.read_copy import Reading, open_for_reading, refuse_writes
 from load.views import VIEWS
-from load.warehouse import one_row
+from load.warehouse import one_row, sql_literal
 
 FORMATS = ("table", "csv", "json")
 
@@ -55,8 +55,7 @@ def export(database: str, read_copy: str | None, directory: str, fmt: str, err: 
     target = Path(directory)
     with reading(database, read_copy, err) as opened:
         target.mkdir(parents=True, exist_ok=True)
-        literal = str(target).replace("'", "''")
-        opened.con.execute(f"export database '{literal}' (format {fmt})")
+        opened.con.execute(f"export database {sql_literal(str(target))} (format {fmt})")
         _views_in_dependency_order(opened.con, target / "schema.sql")
         tables = opened.con.execute("select count(*) from duckdb_tables() where database_name = current_database()")
         return int(one_row(tables)[0])

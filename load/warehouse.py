@@ -97,8 +97,15 @@ WAIT_REPORT_SECONDS = 5.0
 # 122,880). A checkpoint rewrites, whole, every row group that rows were added to: after a bulk
 # load that is all of a table of chats, raw and all, so each small run after it rewrote the
 # whole table (1-2 s and the file's size again at 20,000 chats). Small row groups cost a bulk
-# load a third more, so only small runs ask for them; what a bulk load wrote keeps its size.
+# load 20-70% more, so only small runs ask for them; what a bulk load wrote keeps its size.
 SMALL_RUN_ROW_GROUP_ROWS = 2048
+# The name a local warehouse is attached under.
+ALIAS = "warehouse"
+
+
+def sql_literal(text: str) -> str:
+    """Text as a quoted SQL string, for the statements that take no parameters (ATTACH, EXPORT)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _open(database: str, bulk: bool) -> duckdb.DuckDBPyConnection:
@@ -109,16 +116,12 @@ def _open(database: str, bulk: bool) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     options = "" if bulk else f" (row_group_size {SMALL_RUN_ROW_GROUP_ROWS})"
     try:
-        con.execute(f"attach '{_quoted(database)}' as warehouse{options}")
-        con.execute("use warehouse")
+        con.execute(f"attach {sql_literal(database)} as {ALIAS}{options}")
+        con.execute(f"use {ALIAS}")
     except BaseException:
         con.close()
         raise
     return con
-
-
-def _quoted(text: str) -> str:
-    return text.replace("'", "''")
 
 
 def _connect(database: str, wait_seconds: float, bulk: bool) -> duckdb.DuckDBPyConnection:
@@ -155,7 +158,7 @@ MISSED_RUN_COLUMNS = ("run_id", "source", "account", "mode", "started_at", "fini
 
 def missed_runs_query(paths: list[Path]) -> str:
     """A select of the runs written down in these files, as sync_runs columns."""
-    files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+    files = ", ".join(sql_literal(str(p)) for p in paths)
     types = ", ".join(f"{c}: '{'timestamptz' if c.endswith('_at') else 'varchar'}'" for c in MISSED_RUN_COLUMNS)
     return (f"select {', '.join(MISSED_RUN_COLUMNS)} from read_json([{files}], "
             f"format = 'newline_delimited', columns = {{{types}}})")
@@ -306,7 +309,7 @@ class Warehouse:
         cursor = self.con.cursor()
         cursor.execute("set TimeZone = 'UTC'")
         if is_local(self.database):
-            cursor.execute("use warehouse")
+            cursor.execute(f"use {ALIAS}")
         return cursor
 
     def versions(self, source: str, chat_ids: list[str]) -> dict[str, tuple[datetime, str]]:

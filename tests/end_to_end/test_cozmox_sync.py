@@ -482,11 +482,13 @@ def chats_storage(database: str) -> set[tuple]:
 
 
 @pytest.mark.parametrize("sim_options", [{"cozmox_chats": 2100}])
-def test_a_small_sync_after_a_bulk_load_leaves_the_bulk_loads_storage_as_written(sim, settings):
+@pytest.mark.parametrize("full_refresh", [True, False], ids=["full refresh", "first sync"])
+def test_a_small_sync_after_a_bulk_load_leaves_the_bulk_loads_storage_as_written(sim, settings, full_refresh):
     """A checkpoint rewrites, whole, each row group that rows were added to: the chat a small
-    run writes goes to a row group of its own, and the history stays where the bulk load put it."""
+    run writes goes to a row group of its own, and the history stays where the bulk load (a full
+    refresh, or the first sync into a new file) put it."""
     settings = settings.model_copy(update={"page_size": 100})
-    sync(settings, full_refresh=True)
+    sync(settings, full_refresh=full_refresh)
     bulk = chats_storage(settings.database)
     sim.touch("cozmox", sim.chat_ids("cozmox")[0])
 
