@@ -18,12 +18,12 @@ from collections.abc import Iterator
 import duckdb
 import orjson
 
-from flows.pipeline import LoadStep, RunSummary, _load_steps, open_warehouse
+from extract.source import Fetched
+from flows.pipeline import RunSummary, _load_steps, open_warehouse, steps_of
 from flows.progress import reporter
 from flows.runtime import settle_heap
 from flows.settings import Settings
-from flows.sources import SOURCES
-from load.warehouse import AccountKey, Warehouse, now_utc
+from load.warehouse import AccountKey, Warehouse
 
 log = logging.getLogger("chatsync")
 
@@ -45,9 +45,8 @@ def stored_accounts(warehouse: Warehouse, source: str | None, account: str | Non
     return [AccountKey(s, org, name) for s, org, name in rows if account is None or name == account]
 
 
-def stored_steps(warehouse: Warehouse, key: AccountKey, skipped: list[str]) -> Iterator[LoadStep]:
-    """The organisation's chats as stored, a group at a time, as rows again."""
-    flatten = SOURCES[key.source][1]
+def stored_pages(warehouse: Warehouse, key: AccountKey, skipped: list[str]) -> Iterator[Fetched]:
+    """The organisation's chats as stored, a group at a time, as if read again."""
     reader = warehouse.cursor()  # reads between the loads, which the main connection runs
     after = ""
     while True:
@@ -62,9 +61,7 @@ def stored_steps(warehouse: Warehouse, key: AccountKey, skipped: list[str]) -> I
             children, unrecoverable = _stored_messages(reader, [chat_id for chat_id, _ in chats])
             skipped += unrecoverable
             chats = [c for c in chats if c[0] not in unrecoverable]
-        records = [raw.encode() for _, raw in chats]
-        batch = flatten(records, children, now_utc(), key.org_id)
-        yield LoadStep(batch, len(chats))
+        yield Fetched([raw.encode() for _, raw in chats], len(chats), children)
 
 
 def _stored_messages(reader: duckdb.DuckDBPyConnection,
@@ -97,7 +94,8 @@ def _rebuild(warehouse: Warehouse, key: AccountKey) -> RunSummary:
     began = time.monotonic()
     skipped: list[str] = []
     try:
-        _load_steps(warehouse, summary, stored_steps(warehouse, key, skipped), keep_watermark=True, rebuild=True)
+        steps = steps_of(stored_pages(warehouse, key, skipped), key.source, key.org_id, warehouse.bulk)
+        _load_steps(warehouse, summary, steps, keep_watermark=True, rebuild=True)
         summary.status = "success"
         if skipped:
             summary.warnings.append(f"{len(skipped)} chat(s) kept as they were: their messages were stored "

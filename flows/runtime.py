@@ -29,6 +29,9 @@ def _pandas_known_absent() -> None:
     """DuckDB tries to import pandas at every statement, searching the whole import path each
     time where it is not installed: recorded as absent, the try fails at once (about 1 s)."""
     if "pandas" not in sys.modules and importlib.util.find_spec("pandas") is None:
+        # Arrow looks for pandas once, the first time it turns a time into Python, and fails on
+        # one marked absent: it looks now, before.
+        pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py()
         sys.modules["pandas"] = None  # type: ignore[assignment]
 
 
