@@ -7,9 +7,8 @@
 Sizes: small is 2,000 Cozmox and 500 Invent chats, large 20,000 and 5,000. Each size is served
 by the simulator in this process, beside a second simulator that holds no chats. Every
 measured program runs in a process of its own, so its wall seconds, CPU seconds (with the
-children it waited for, such as Prefect's temporary server and chatsync's flattening process),
-peak memory (its own high-water mark, without Prefect's server; chatsync's flattening process's
-added to it) and requests are its own.
+children it waited for, such as Prefect's temporary server), peak memory (its own high-water
+mark, without those children) and requests are its own.
 
 The rows, run in this order in every repeat, so that a slow moment of the machine falls on all
 of them alike:
@@ -111,23 +110,6 @@ def _own_peak_kb(pid: int) -> int | None:
     return None
 
 
-def _flattening_peaks_kb(pid: int) -> dict[int, int]:
-    """The high-water marks of the process's flattening process (transform/worker.py), which
-    a bulk run starts: its memory is the run's as much as the parent's."""
-    peaks: dict[int, int] = {}
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return peaks
-    for child in map(int, children):
-        try:
-            if b"transform.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
-                peaks[child] = _own_peak_kb(child) or 0
-        except OSError:
-            pass
-    return peaks
-
-
 def run(command: list[str], env: dict[str, str], sim: Simulator) -> Measure:
     before = sim.request_count()
     # stderr to a file, not a pipe: a program that logs more than a pipe holds would block.
@@ -135,11 +117,9 @@ def run(command: list[str], env: dict[str, str], sim: Simulator) -> Measure:
         began, simulator_began = time.perf_counter(), time.process_time()
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
         peak_kb = 0
-        flattening_kb: dict[int, int] = {}
         while True:
             # Read before reaping: VmHWM only grows, so the last reading is the peak to within 20 ms.
             peak_kb = _own_peak_kb(process.pid) or peak_kb
-            flattening_kb.update(_flattening_peaks_kb(process.pid))
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
@@ -149,9 +129,7 @@ def run(command: list[str], env: dict[str, str], sim: Simulator) -> Measure:
         if process.returncode != 0:
             stderr.seek(0)
             raise SystemExit(f"{' '.join(command[:3])} failed: {stderr.read().decode()[-2000:]}")
-    # Both processes' peaks added: at most what they held together.
-    peak_kb = (peak_kb or usage.ru_maxrss) + sum(flattening_kb.values())
-    return Measure(seconds, usage.ru_utime + usage.ru_stime, simulator_cpu, peak_kb / 1024,
+    return Measure(seconds, usage.ru_utime + usage.ru_stime, simulator_cpu, (peak_kb or usage.ru_maxrss) / 1024,
                    sim.request_count() - before)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -27,8 +26,7 @@ from flows.settings import Settings
 from flows.sources import SOURCES
 from load.errors import DatabaseBusy
 from load.warehouse import AccountKey, TooManyDeletions, Warehouse, now_utc, record_missed_run
-from transform import worker
-from transform.batch import Batch, combined, odd_message_times
+from transform.batch import Batch, odd_message_times
 
 log = logging.getLogger("chatsync")
 
@@ -160,66 +158,29 @@ GROUP_RAW_BYTES = 8 * 2**20
 
 
 def grouped(steps: Iterator[LoadStep]) -> Iterator[LoadStep]:
-    """Consecutive steps as one, up to a group's size."""
-    pending: list[LoadStep] = []
-    chats = raw_bytes = 0
+    """Consecutive steps as one, up to a group's size; the watermark is the last one reached."""
+    pending: LoadStep | None = None
     for step in steps:
-        pending.append(step)
-        chats, raw_bytes = chats + step.batch.count("chats"), raw_bytes + step.batch.raw_bytes
-        if chats >= GROUP_CHATS or raw_bytes >= GROUP_RAW_BYTES:
-            yield _joined(pending)
-            pending, chats, raw_bytes = [], 0, 0
-    if pending:
-        yield _joined(pending)
+        if pending is None:
+            pending = step
+        else:
+            pending.batch.merge(step.batch)
+            pending.fetched += step.fetched
+            pending.watermark = step.watermark or pending.watermark
+            pending.deferred.update(step.deferred)
+        if len(pending.batch.chats) >= GROUP_CHATS or pending.batch.raw_bytes >= GROUP_RAW_BYTES:
+            yield pending
+            pending = None
+    if pending is not None:
+        yield pending
 
 
-def _joined(steps: list[LoadStep]) -> LoadStep:
-    """The steps' rows as one batch; the watermark is the last one reached."""
-    watermark, deferred = None, {}
-    for step in steps:
-        watermark = step.watermark or watermark
-        deferred.update(step.deferred)
-    return LoadStep(combined([step.batch for step in steps]), sum(step.fetched for step in steps), watermark,
-                    deferred)
-
-
-# Pages a bulk run hands to the flattening process ahead of the one it waits for.
-PAGES_AHEAD = 4
-
-
-def steps_of(reads: Iterator[Fetched], source: str, org_id: str | None, bulk: bool) -> Iterator[LoadStep]:
-    """What a source reads, as rows: the one place a record turns from sent JSON into rows.
-
-    A bulk run flattens in a second process (transform/worker.py), a few pages ahead of the one
-    it loads, while this one goes on fetching; a scheduled sync's few pages are flattened here,
-    since handing them over would cost more than it saves.
-    """
-    flatten = SOURCES[source][1]
-    if not bulk:
-        for fetched in reads:
-            batch = flatten(fetched.records, fetched.children, now_utc(), org_id) if fetched.records else Batch()
-            batch.tables()
-            yield LoadStep(batch, fetched.listed, fetched.watermark, fetched.deferred)
-        return
-    flattener = worker.shared()
-    waiting: deque[tuple[Future[Batch] | None, Fetched]] = deque()
-
-    def step(future: Future[Batch] | None, fetched: Fetched) -> LoadStep:
-        return LoadStep(future.result() if future else Batch(), fetched.listed, fetched.watermark, fetched.deferred)
-
-    try:
-        for fetched in reads:
-            waiting.append((flattener.submit(flatten, fetched.records, fetched.children, now_utc(), org_id)
-                            if fetched.records else None, fetched))
-            if len(waiting) > PAGES_AHEAD:
-                yield step(*waiting.popleft())
-    except Exception:
-        # What was read before a read failed still loads, as it would have page by page.
-        while waiting:
-            yield step(*waiting.popleft())
-        raise
-    while waiting:
-        yield step(*waiting.popleft())
+def steps_of(reads: Iterator[Fetched], account: Account, org_id: str | None) -> Iterator[LoadStep]:
+    """What a source reads, as rows: the one place a record turns from sent JSON into rows."""
+    flatten = SOURCES[account.source][1]
+    for fetched in reads:
+        batch = flatten(fetched.records, fetched.children, now_utc(), org_id) if fetched.records else Batch()
+        yield LoadStep(batch, fetched.listed, fetched.watermark, fetched.deferred)
 
 
 def _load_steps(warehouse: Warehouse, summary: RunSummary, steps: Iterator[LoadStep], *,
@@ -252,6 +213,7 @@ def _load_steps(warehouse: Warehouse, summary: RunSummary, steps: Iterator[LoadS
         loading: Future[None] | None = None
         try:
             for step in grouped(steps):
+                step.batch.tables()  # Arrow, here: building it needs the interpreter
                 if loading is not None:
                     loading.result()
                 loading = loader.submit(load, step)
@@ -290,8 +252,7 @@ def sync_account(settings: Settings, warehouse: Warehouse, account: Account, *, 
                  summary.org_id or "(no chats yet)", start.isoformat() if start else "from the beginning",
                  end.isoformat())
         reads = source.changes(start, end, full_refresh, partial(warehouse.versions, account.source))
-        steps = steps_of(reads, account.source, summary.org_id, warehouse.bulk)
-        deferred = _load_steps(warehouse, summary, steps, force=full_refresh)
+        deferred = _load_steps(warehouse, summary, steps_of(reads, account, summary.org_id), force=full_refresh)
         _report_deferred(summary, deferred)
 
     return run_account(settings, warehouse, account, mode, work, done)
@@ -335,8 +296,7 @@ def backfill_account(settings: Settings, warehouse: Warehouse, account: Account,
         deferred: dict[str, str] = {}
         for walk in source.backfill(todo, partial(warehouse.versions, account.source)):
             def read_walk(walk: BackfillWalk = walk) -> None:
-                steps = steps_of(walk.read(), account.source, summary.org_id, warehouse.bulk)
-                left = _load_steps(warehouse, summary, steps,
+                left = _load_steps(warehouse, summary, steps_of(walk.read(), account, summary.org_id),
                                    keep_watermark=True)
                 deferred.update(left)
                 # A chat left behind keeps its walk's windows open: it cannot be placed in one.

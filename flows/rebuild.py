@@ -18,12 +18,12 @@ from collections.abc import Iterator
 import duckdb
 import orjson
 
-from extract.source import Fetched
-from flows.pipeline import RunSummary, _load_steps, open_warehouse, steps_of
+from flows.pipeline import LoadStep, RunSummary, _load_steps, open_warehouse
 from flows.progress import reporter
 from flows.runtime import settle_heap
 from flows.settings import Settings
-from load.warehouse import AccountKey, Warehouse
+from flows.sources import SOURCES
+from load.warehouse import AccountKey, Warehouse, now_utc
 
 log = logging.getLogger("chatsync")
 
@@ -45,8 +45,9 @@ def stored_accounts(warehouse: Warehouse, source: str | None, account: str | Non
     return [AccountKey(s, org, name) for s, org, name in rows if account is None or name == account]
 
 
-def stored_pages(warehouse: Warehouse, key: AccountKey, skipped: list[str]) -> Iterator[Fetched]:
-    """The organisation's chats as stored, a group at a time, as if read again."""
+def stored_steps(warehouse: Warehouse, key: AccountKey, skipped: list[str]) -> Iterator[LoadStep]:
+    """The organisation's chats as stored, a group at a time, as rows again."""
+    flatten = SOURCES[key.source][1]
     reader = warehouse.cursor()  # reads between the loads, which the main connection runs
     after = ""
     while True:
@@ -61,7 +62,9 @@ def stored_pages(warehouse: Warehouse, key: AccountKey, skipped: list[str]) -> I
             children, unrecoverable = _stored_messages(reader, [chat_id for chat_id, _ in chats])
             skipped += unrecoverable
             chats = [c for c in chats if c[0] not in unrecoverable]
-        yield Fetched([raw.encode() for _, raw in chats], len(chats), children)
+        records = [raw.encode() for _, raw in chats]
+        batch = flatten(records, children, now_utc(), key.org_id)
+        yield LoadStep(batch, len(chats))
 
 
 def _stored_messages(reader: duckdb.DuckDBPyConnection,
@@ -94,8 +97,7 @@ def _rebuild(warehouse: Warehouse, key: AccountKey) -> RunSummary:
     began = time.monotonic()
     skipped: list[str] = []
     try:
-        steps = steps_of(stored_pages(warehouse, key, skipped), key.source, key.org_id, warehouse.bulk)
-        _load_steps(warehouse, summary, steps, keep_watermark=True, rebuild=True)
+        _load_steps(warehouse, summary, stored_steps(warehouse, key, skipped), keep_watermark=True, rebuild=True)
         summary.status = "success"
         if skipped:
             summary.warnings.append(f"{len(skipped)} chat(s) kept as they were: their messages were stored "

@@ -189,7 +189,6 @@ class Warehouse:
     def __init__(self, database: str, wait_seconds: float = 0.0, read_copy: str | None = None,
                  bulk: bool = False) -> None:
         self.database = database
-        self.bulk = bulk
         self.read_copy = read_copy if is_local(database) else None
         self.changed = False
         if is_local(database):
@@ -448,7 +447,7 @@ class Warehouse:
         con.execute("begin")
         try:
             chats_upserted, messages_upserted = 0, 0
-            if batch.count("chats"):
+            if batch.chats:
                 chats = batch.table("chats")
                 con.register("batch_chats", chats)
                 rewrite = "true" if rebuild else "c.children_fingerprint is distinct from b.children_fingerprint"
@@ -487,7 +486,7 @@ class Warehouse:
                                     " t.source = c.source and t.chat_id = c.chat_id and c.was_deleted_at is not null")
                 con.unregister("batch_chats")
                 con.execute("drop table changed")
-            if batch.count("rejected_records"):
+            if batch.rejected:
                 con.register("batch_rejected", batch.table("rejected_records"))
                 con.execute(
                     "insert or replace into rejected_records"
@@ -512,9 +511,8 @@ class Warehouse:
         except Exception:
             con.execute("rollback")
             raise
-        rejected = batch.count("rejected_records")
-        self.changed = self.changed or bool(chats_upserted or messages_upserted or rejected)
-        return LoadResult(chats_upserted, messages_upserted, rejected)
+        self.changed = self.changed or bool(chats_upserted or messages_upserted or batch.rejected)
+        return LoadResult(chats_upserted, messages_upserted, len(batch.rejected))
 
     @staticmethod
     def _keep_changed_ties(con: duckdb.DuckDBPyConnection) -> None:

@@ -186,14 +186,28 @@ class Batch:
     rejected: list[Row] = field(default_factory=list)
     _tables: dict[str, pa.Table] | None = field(default=None, repr=False, compare=False)
 
-    @classmethod
-    def from_tables(cls, tables: dict[str, pa.Table]) -> Batch:
-        """Rows built elsewhere (another process, other batches), as Arrow alone."""
-        return cls(_tables=tables)
-
     def extend(self, other: Batch) -> None:
         for name in ROW_LISTS:
             getattr(self, name).extend(getattr(other, name))
+
+    def merge(self, other: Batch) -> None:
+        """Adds a later page's rows; a chat on both keeps only its newer copy, children and all.
+
+        A chat updated while the pages were read shows up twice, once per place it held.
+        """
+        mine = {row["chat_id"]: row["updated_at"] for row in self.chats}
+        older_here = {row["chat_id"] for row in other.chats
+                      if row["chat_id"] in mine and row["updated_at"] >= mine[row["chat_id"]]}
+        older_there = {row["chat_id"] for row in other.chats if row["chat_id"] in mine} - older_here
+        if older_here:
+            self._drop(older_here)
+        if older_there:
+            other._drop(older_there)
+        self.extend(other)
+
+    def _drop(self, chat_ids: set[str]) -> None:
+        for name in ROW_LISTS[:-1]:
+            setattr(self, name, [row for row in getattr(self, name) if row["chat_id"] not in chat_ids])
 
     def fingerprint_children(self) -> None:
         """Stamps the one chat of this batch with a hash of its child rows, so that a load can
@@ -206,12 +220,9 @@ class Batch:
             text = repr(children).encode()
         self.chats[0]["children_fingerprint"] = hashlib.blake2b(text, digest_size=16).hexdigest()
 
-    def count(self, name: str) -> int:
-        return self.table(name).num_rows
-
     @property
     def raw_bytes(self) -> int:
-        return self.table("chats")["raw"].nbytes
+        return sum(len(row["raw"] or "") for row in self.chats)
 
     def tables(self) -> dict[str, pa.Table]:
         """Every table's rows as Arrow, built once; the rows may not change after."""
@@ -225,37 +236,6 @@ class Batch:
 
     def table(self, name: str) -> pa.Table:
         return self.tables()[name]
-
-
-def combined(batches: list[Batch]) -> Batch:
-    """Several pages' rows as one batch, in which a chat on more than one page keeps only its
-    newest copy, children and all (a later page's, when they are as new).
-
-    A chat updated while the pages were read shows up twice, once per place it held.
-    """
-    if len(batches) == 1:
-        return batches[0]
-    newest: dict[Any, tuple[Any, int]] = {}
-    older: list[list[Any]] = [[] for _ in batches]  # per page, the chats a copy elsewhere replaces
-    for page, batch in enumerate(batches):
-        chats = batch.table("chats")
-        times = chats["updated_at"].cast(pa.int64()).to_pylist()  # microseconds: datetimes cost more
-        for chat_id, updated_at in zip(chats["chat_id"].to_pylist(), times, strict=True):
-            held = newest.get(chat_id)
-            if held is None or updated_at >= held[0]:
-                newest[chat_id] = (updated_at, page)
-                if held is not None:
-                    older[held[1]].append(chat_id)
-            else:
-                older[page].append(chat_id)
-    tables: dict[str, pa.Table] = {}
-    for name in SCHEMAS:
-        parts = [batch.table(name) for batch in batches]
-        if name != "rejected_records":
-            parts = [table.filter(pc.invert(pc.is_in(table["chat_id"], pa.array(ids, pa.string()))))
-                     if ids else table for table, ids in zip(parts, older, strict=True)]
-        tables[name] = pa.concat_tables(parts)
-    return Batch.from_tables(tables)
 
 
 _SLACK = pa.scalar(timedelta(days=1), pa.duration("us"))

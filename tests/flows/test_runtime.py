@@ -47,3 +47,13 @@ def test_a_sync_gives_the_same_rows_with_every_tweak_off(sim, settings, tmp_path
     assert results["off"][0] == "[]" and "quick_handoffs" in results["on"][0]
     assert results["on"][1] == results["off"][1]
     assert len(results["on"][1]["chats"]) == 100 and results["on"][1]["messages"]
+
+
+def test_arrow_still_turns_times_into_python_once_pandas_is_marked_absent():
+    # In a fresh process: whether Arrow has looked for pandas yet is process-wide.
+    code = ("import datetime, pyarrow as pa; from flows import runtime; runtime.apply();"
+            " print(pa.array([datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)],"
+            " pa.timestamp('us', tz='UTC')).to_pylist()[0].year)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "2026"
