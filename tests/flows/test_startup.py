@@ -209,3 +209,21 @@ def test_a_prefect_api_url_of_the_users_starts_no_server(sim, settings, cli_env,
     assert not unused.exists()
     assert prefect_servers(unused) == []
     assert flow_runs(theirs["url"]) == [("sync-all", "COMPLETED")]
+
+
+def test_a_runs_plain_parameters_are_stored_as_prefect_stores_them_without_importing_fastapi():
+    # In a fresh process: whether FastAPI is imported is process-wide.
+    code = """
+import sys
+from datetime import UTC, datetime
+from prefect import Flow
+from flows.sync_flow import backfill_flow, sync_flow
+plain = {"source": "cozmox", "database": "w.duckdb", "full_refresh": True, "account": None, "window_seconds": 60.5}
+print(sync_flow.serialize_parameters(plain) == plain, "fastapi" in sys.modules)
+timed = {"since": datetime(2026, 1, 1, tzinfo=UTC), "source": None}
+print(backfill_flow.serialize_parameters(timed) == Flow.serialize_parameters(backfill_flow, timed)
+      == {"since": "2026-01-01T00:00:00+00:00", "source": None})
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "False", "True"]
