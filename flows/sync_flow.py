@@ -40,6 +40,7 @@ class PlainParametersFlow(Flow[Any, State]):
 
 
 def flow(name: str, flow_run_name: Callable[[], str]) -> Callable[[Callable[..., State]], PlainParametersFlow]:
+    """Prefect's `@flow`, for the options these flows use, making a `PlainParametersFlow`."""
     return lambda fn: PlainParametersFlow(fn, name=name, flow_run_name=flow_run_name)
 
 
