@@ -220,10 +220,11 @@ from prefect import Flow
 from flows.sync_flow import backfill_flow, sync_flow
 plain = {"source": "cozmox", "database": "w.duckdb", "full_refresh": True, "account": None, "window_seconds": 60.5}
 print(sync_flow.serialize_parameters(plain) == plain, "fastapi" in sys.modules)
+print(Flow.serialize_parameters(sync_flow, plain) == plain)
 timed = {"since": datetime(2026, 1, 1, tzinfo=UTC), "source": None}
 print(backfill_flow.serialize_parameters(timed) == Flow.serialize_parameters(backfill_flow, timed)
       == {"since": "2026-01-01T00:00:00+00:00", "source": None})
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["True", "False", "True"]
+    assert done.stdout.split() == ["True", "False", "True", "True"]
