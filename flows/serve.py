@@ -15,13 +15,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import cast
 
 import httpx
 from rich.console import Console
 
-from flows.temporary_server import die_with_parent, end_process, free_port
+from flows.temporary_server import die_with_parent, end_process, free_port, prefect_home
 
 DEFAULT_CRON = "*/15 * * * *"
 DEPLOYMENT = "chatsync-sync"
@@ -29,10 +28,6 @@ DEPLOYMENT = "chatsync-sync"
 
 class ServeError(Exception):
     pass
-
-
-def prefect_home() -> Path:
-    return Path(os.environ.get("CHATSYNC_PREFECT_HOME", Path.home() / ".chatsync" / "prefect")).expanduser()
 
 
 @contextmanager

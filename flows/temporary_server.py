@@ -99,13 +99,15 @@ def _api_configured() -> bool:
 def home() -> Path:
     """`chatsync serve`'s Prefect home, made absolute: the server runs in it, and finds it again
     in its environment."""
-    from flows.serve import prefect_home
-
     return Path(os.path.abspath(prefect_home()))
 
 
+def prefect_home() -> Path:
+    return Path(os.environ.get("CHATSYNC_PREFECT_HOME", Path.home() / ".chatsync" / "prefect")).expanduser()
+
+
 def idle_seconds() -> float:
-    from flows.settings import parse_duration
+    from flows.durations import parse_duration
 
     value = os.environ.get(IDLE_VARIABLE) or DEFAULT_IDLE
     try:

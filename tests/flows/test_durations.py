@@ -1,4 +1,4 @@
-"""flows/settings.py parse_duration: the one way every option and variable reads a duration."""
+"""flows/durations.py parse_duration: the one way every option and variable reads a duration."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import assert_warehouse_matches
 
 from flows import temporary_server
 from flows.local_server import Watchdog
@@ -228,3 +229,100 @@ print(backfill_flow.serialize_parameters(timed) == Flow.serialize_parameters(bac
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "False", "True", "True"]
+
+
+# -- warm start (flows/warm_start.py) ---------------------------------------------------------
+
+def waiting_process(home: Path, nth: int = 1) -> int:
+    """The PID of the `nth` process that waited for commands in `home`, once it waits."""
+    deadline = time.monotonic() + 120
+    log = home / "warm-start.log"
+    while not (log.exists() and log.read_text().count("waiting for commands") >= nth):
+        assert time.monotonic() < deadline, "no process waits for commands"
+        time.sleep(0.05)
+    line = [line for line in log.read_text().splitlines() if "waiting for commands" in line][nth - 1]
+    return int(line.split("[", 1)[1].split("]")[0])
+
+
+def warm_runs(home: Path) -> list[str]:
+    return [line.split("] ", 1)[1] for line in (home / "warm-start.log").read_text().splitlines()
+            if "] ran `" in line or "] declined `" in line]
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_commands_after_the_first_run_warm_and_load_what_a_cold_one_would(sim, settings, cli_env, home):
+    first = subprocess.run([EXE, "sync"], env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    assert (first.returncode, first.stderr) == (0, "")
+    waiting = waiting_process(home)
+
+    for chat in sim.cozmox_chats()[:5]:
+        sim.touch("cozmox", chat["id"])
+    second = subprocess.run([EXE, "sync"], env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    wrong_key = subprocess.run([EXE, "sync"], env=dict(os.environ, COZMOX_API_KEY="wrong"), capture_output=True,
+                               text=True, timeout=300)
+
+    assert (second.returncode, second.stderr) == (0, "")
+    assert "chatsync summary" in second.stdout  # the copy wrote to the caller's standard output
+    assert_warehouse_matches(sim, settings.database)
+    assert wrong_key.returncode == 1
+    assert wrong_key.stderr.startswith("chatsync: ") and "cozmox" in wrong_key.stderr.lower()
+    assert len(wrong_key.stderr.strip().splitlines()) == 1
+    assert [line.split(" (PID")[0] for line in warm_runs(home)] == ["ran `sync`"] * 2
+    assert [line.split(", ")[0].rsplit(" ", 1)[1] for line in warm_runs(home)] == ["0", "1"]
+    assert waiting_process(home) == waiting, "one process took both"
+    assert flow_runs(read_state(home)["url"]).count(("sync-all", "COMPLETED")) == 2
+
+
+def test_a_command_whose_environment_prefect_reads_differs_runs_cold_and_waits_next(sim, settings, cli_env, home):
+    subprocess.run([EXE, "sync"], env=dict(os.environ), capture_output=True, timeout=300, check=True)
+    waiting = waiting_process(home)
+
+    other = dict(os.environ, PREFECT_LOGGING_LEVEL="DEBUG")  # read by Prefect as it is imported
+    done = subprocess.run([EXE, "sync"], env=other, capture_output=True, text=True, timeout=300)
+
+    assert (done.returncode, done.stderr) == (0, "")
+    assert warm_runs(home) == ["declined `sync`: another environment (PREFECT_LOGGING_LEVEL)"]
+    assert waiting_process(home, nth=2) != waiting, "the cold command left a process for its environment"
+    deadline = time.monotonic() + 30
+    while temporary_server.alive(waiting):
+        assert time.monotonic() < deadline, "the replaced process did not stop"
+        time.sleep(0.05)
+
+
+def test_a_warm_command_gets_the_callers_signals_and_ends_with_it(sim, settings, cli_env, home):
+    """Ctrl-C reaches the copy that runs the command; a caller killed outright takes it along."""
+    subprocess.run([EXE, "sync"], env=dict(os.environ), capture_output=True, timeout=300, check=True)
+    waiting = waiting_process(home)
+    import duckdb
+
+    holder = duckdb.connect(settings.database)  # the commands wait for the warehouse meanwhile
+    try:
+        for signum in (signal.SIGINT, signal.SIGKILL):
+            command = subprocess.Popen([EXE, "sync"], env=dict(os.environ), stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 60
+            while not (copies := children_of(waiting)):
+                assert time.monotonic() < deadline, "the command did not start"
+                time.sleep(0.05)
+            command.send_signal(signum)
+            command.wait(timeout=60)
+            deadline = time.monotonic() + 30
+            while any(temporary_server.alive(pid) for pid in copies):
+                assert time.monotonic() < deadline, f"the copy outlived a caller that got {signum!r}"
+                time.sleep(0.05)
+            if signum == signal.SIGINT:
+                assert command.returncode == 130
+    finally:
+        holder.close()
+    statuses = [line.split(", ")[0].rsplit(" ", 1)[1] for line in warm_runs(home)]
+    assert statuses == ["130", "143"]  # stopped by Ctrl-C, then by the SIGTERM of a caller gone
