@@ -282,6 +282,10 @@ def test_commands_after_the_first_run_warm_and_load_what_a_cold_one_would(sim, s
     assert waiting_process(home) == waiting, "one process took both"
     assert flow_runs(read_state(home)["url"]).count(("sync-all", "COMPLETED")) == 2
 
+    full = subprocess.run([EXE, "sync", "--full-refresh"], env=dict(os.environ), capture_output=True, timeout=300)
+    assert full.returncode == 0
+    assert len(warm_runs(home)) == 2, "a full refresh runs cold"
+
 
 def test_a_command_whose_environment_prefect_reads_differs_runs_cold_and_waits_next(sim, settings, cli_env, home):
     subprocess.run([EXE, "sync"], env=dict(os.environ), capture_output=True, timeout=300, check=True)
