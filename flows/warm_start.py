@@ -23,8 +23,9 @@ command runs cold, as before:
 
 A cold flow command that could have run warm starts the waiting process as it ends, for the
 next. It stops once idle as long as the local server would, when the server it imported with is
-gone, or when a newer one takes its socket. `warm-start.log` in chatsync's Prefect home has a
-line per command it ran: exit status, seconds, CPU seconds and peak memory.
+gone, or when a newer one takes its socket (`python -m flows.local_server stop` stops both). Its
+socket is its user's alone. `warm-start.log` in chatsync's Prefect home has a line per command it
+ran: exit status, seconds, CPU seconds and peak memory.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ COLD_OPTIONS = frozenset({"--help", "-h", "-", "--full-refresh"})
 OWN_PACKAGES = frozenset({"flows", "extract", "transform", "load", "sql", "simulator"})
 SOCKET = "warm-start.sock"
 LOG = "warm-start.log"
+LOG_BYTES = 2**20  # past this, a new waiting process moves the log to warm-start.log.1
 # Read when a command starts, never at import: they may differ between commands.
 COMMAND_TIME_PREFIXES = ("CHATSYNC_", "COZMOX_", "INVENT_", "PYTEST_")
 SHELL_NOISE = frozenset({"PWD", "OLDPWD", "_", "SHLVL"})
@@ -249,11 +251,15 @@ class WaitingProcess:
         return True
 
     def listen(self) -> None:
+        log = self.where / LOG
+        if log.exists() and log.stat().st_size > LOG_BYTES:
+            os.replace(log, log.with_name(f"{LOG}.1"))
         path = self.where / SOCKET
         temporary = self.where / f"{SOCKET}.{os.getpid()}"
         temporary.unlink(missing_ok=True)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(temporary))
+        os.chmod(temporary, 0o600)  # whoever may connect runs commands as this user
         self.listener.listen(16)
         os.replace(temporary, path)  # a newer process takes the socket over from an older one
         self.inode = os.stat(path).st_ino
@@ -319,6 +325,10 @@ class WaitingProcess:
         conn, _ = self.listener.accept()
         try:
             conn.settimeout(10)
+            credentials = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            _, uid, _ = struct.unpack("3i", credentials)
+            if uid != os.getuid():
+                raise OSError(f"a request from user {uid}, not this one")
             message, fds = _receive(conn, with_fds=True)
             if message is None or len(fds) != 3:
                 raise OSError("incomplete request")

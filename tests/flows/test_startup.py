@@ -330,3 +330,23 @@ def test_a_warm_command_gets_the_callers_signals_and_ends_with_it(sim, settings,
         holder.close()
     statuses = [line.split(", ")[0].rsplit(" ", 1)[1] for line in warm_runs(home)]
     assert statuses == ["130", "143"]  # stopped by Ctrl-C, then by the SIGTERM of a caller gone
+
+
+def test_a_waiting_process_whose_code_changed_stops_and_the_command_runs_cold(sim, settings, cli_env, home):
+    subprocess.run([EXE, "sync"], env=dict(os.environ), capture_output=True, timeout=300, check=True)
+    waiting = waiting_process(home)
+    changed = Path(temporary_server.__file__)
+    stamp = changed.stat()
+    os.utime(changed, (stamp.st_atime, stamp.st_mtime + 1))  # as an upgrade in place would
+    try:
+        done = subprocess.run([EXE, "sync"], env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    finally:
+        os.utime(changed, (stamp.st_atime, stamp.st_mtime))
+
+    assert (done.returncode, done.stderr) == (0, "")
+    assert warm_runs(home) == [f"declined `sync`: {changed} changed"]
+    deadline = time.monotonic() + 30
+    while temporary_server.alive(waiting):
+        assert time.monotonic() < deadline, "the stale process did not stop"
+        time.sleep(0.05)
+    assert waiting_process(home, nth=2) != waiting, "the cold command left a fresh one"
