@@ -167,7 +167,8 @@ def start_waiting_process(environment: dict[str, str]) -> None:
            if not k.startswith(COMMAND_TIME_PREFIXES) or k == temporary_server.IDLE_VARIABLE}
     env["CHATSYNC_PREFECT_HOME"] = str(where)
     with open(where / LOG, "ab") as log:
-        subprocess.Popen([sys.executable, "-m", "flows.warm_start"], env=env, stdin=subprocess.DEVNULL,
+        # -P: the working folder stays off the import path, as it is for the installed command.
+        subprocess.Popen([sys.executable, "-P", "-m", "flows.warm_start"], env=env, stdin=subprocess.DEVNULL,
                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -357,8 +358,8 @@ class WaitingProcess:
                 os.close(fd)
             self.running[os.pidfd_open(pid)] = Running(pid, conn, time.monotonic(), " ".join(message["argv"][1:]))
             _send(conn, {"pid": pid})
-        except OSError as exc:
-            self.log(f"a request failed: {exc}")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.log(f"a request failed: {exc!r}")
             conn.close()
         return None
 
