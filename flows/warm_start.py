@@ -8,7 +8,7 @@ socket and hands it the command line, the environment, the working folder and it
 input, output and error; the process forks, and the copy runs the command exactly as the
 installed command would (flows/cli.py), writing to the caller's terminal or files. The caller
 waits, passes on the signals it gets (Ctrl-C, a kill), and exits with the copy's status. A
-caller that dies ends its copy (SIGTERM).
+caller that dies ends its copy at once (the kernel's SIGIO, as its socket closes).
 
 The waiting process only takes commands it can run as a fresh one would, and otherwise the
 command runs cold, as before:
@@ -62,7 +62,8 @@ LOG_BYTES = 2**20  # past this, a new waiting process moves the log to warm-star
 COMMAND_TIME_PREFIXES = ("CHATSYNC_", "COZMOX_", "INVENT_", "PYTEST_")
 SHELL_NOISE = frozenset({"PWD", "OLDPWD", "_", "SHLVL"})
 PREFECT_FILES = (".env", "prefect.toml", "pyproject.toml")
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+FORWARDED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+                          if hasattr(signal, name))  # Windows has two (and no warm start)
 # The longest path a Unix socket's address holds on Linux.
 MAX_SOCKET_PATH = 107
 
@@ -406,19 +407,14 @@ def become(command: Command) -> None:
     os.environ.update(message["env"])
     configure()  # as flows/cli.py did at import, here in the waiting process's environment
     sys.argv = list(message["argv"])
-    conn = command.conn
-    conn.settimeout(None)
+    import fcntl
 
-    def watch_caller() -> None:
-        """The caller sends nothing more: the end of its stream means it died."""
-        try:
-            while conn.recv(4096):
-                pass
-        except OSError:
-            pass
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch_caller, name="chatsync-caller-watch", daemon=True).start()
+    # The caller sends nothing more, so its end of the socket closing means it died: the kernel
+    # then ends this copy at once (SIGIO, whose default is to terminate), as it would have ended
+    # a command killed outright, with no Python code left to run first.
+    fcntl.fcntl(command.conn.fileno(), fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(command.conn.fileno(), fcntl.F_SETFL, fcntl.fcntl(command.conn.fileno(), fcntl.F_GETFL) | os.O_ASYNC)
+    signal.signal(signal.SIGIO, signal.SIG_DFL)
     from flows.cli import run as run_cold
 
     run_cold()
