@@ -53,7 +53,7 @@ from flows.prefect_env import configure
 # 1.8 s, and peaked 50-80 MB higher in a copy at the bench's larger size (690-720 MB against
 # 635-640 MB cold; the cause was not found).
 COMMANDS = frozenset({"sync", "reconcile"})
-COLD_OPTIONS = frozenset({"--help", "-h", "-", "--full-refresh"})
+COLD_OPTIONS = frozenset({"--help", "-h", "--full-refresh"})
 OWN_PACKAGES = frozenset({"flows", "extract", "transform", "load", "sql", "simulator"})
 SOCKET = "warm-start.sock"
 LOG = "warm-start.log"
@@ -88,7 +88,8 @@ def prefect_files(folder: str) -> str:
 
 def eligible(args: list[str]) -> bool:
     """Whether this command line may run warm (and start a waiting process for the next)."""
-    return (bool(args) and args[0] in COMMANDS and not COLD_OPTIONS & set(args)
+    asks_for_a_key = any(arg == "-" or arg.endswith("=-") for arg in args)  # at a prompt
+    return (bool(args) and args[0] in COMMANDS and not COLD_OPTIONS & set(args) and not asks_for_a_key
             and not sys.stdout.isatty() and not sys.stderr.isatty()
             and hasattr(os, "pidfd_open") and temporary_server.fcntl is not None
             and not temporary_server._api_configured() and temporary_server.idle_seconds() > 0
@@ -229,8 +230,7 @@ class WaitingProcess:
         if not self.url or not self.server_pid:
             return False
         import flows.cli
-        import flows.pipeline
-        import flows.sync_flow  # noqa: F401  (Prefect and the flows)
+        import flows.sync_flow  # noqa: F401  (Prefect, the flows and the pipeline)
 
         for name, module in list(sys.modules.items()):
             path = getattr(module, "__file__", None)
@@ -405,7 +405,7 @@ def become(command: Command) -> None:
     os.chdir(message["cwd"])
     os.environ.clear()
     os.environ.update(message["env"])
-    configure()  # as flows/cli.py did at import, here in the waiting process's environment
+    configure()  # Prefect's defaults, as flows/cli.py sets them at import, now in the caller's environment
     sys.argv = list(message["argv"])
     import fcntl
 

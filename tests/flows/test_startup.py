@@ -350,3 +350,12 @@ def test_a_waiting_process_whose_code_changed_stops_and_the_command_runs_cold(si
         assert time.monotonic() < deadline, "the stale process did not stop"
         time.sleep(0.05)
     assert waiting_process(home, nth=2) != waiting, "the cold command left a fresh one"
+
+
+def test_only_short_commands_that_ask_nothing_at_a_prompt_start_warm(home):
+    from flows.warm_start import eligible
+
+    assert eligible(["sync"]) and eligible(["sync", "--source", "cozmox"]) and eligible(["reconcile"])
+    assert not eligible(["sync", "--full-refresh"]) and not eligible(["backfill", "--since", "30d"])
+    assert not eligible(["sync", "--cozmox-api-key", "-"]) and not eligible(["sync", "--cozmox-api-key=-"])
+    assert not eligible(["query", "select 1"]) and not eligible(["sync", "--help"])
