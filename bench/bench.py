@@ -33,8 +33,9 @@ of them alike:
 Seconds and requests are the median of --repeat runs, CPU too; peak MB is the highest. All
 chatsync runs share one Prefect home for the whole bench, warmed by one untimed run first, as
 on a user's machine from the second command on. That run also leaves the process that later
-commands run warm on (flows/warm_start.py): each runs in a copy of it, so a chatsync row's CPU
-seconds and peak memory are the command's own plus its copy's, from that process's log. Invent's
+`sync` commands run warm on (flows/warm_start.py): each runs in a copy of it, so a warm row's CPU
+seconds and peak memory are the command's own plus its copy's, from that process's log, and a
+row that ran warm or cold other than as labelled stops the bench. Invent's
 request ceiling is off for chatsync (CHATSYNC_INVENT_REQUESTS_PER_MINUTE=0), as the simulator
 has none.
 
@@ -132,16 +133,24 @@ def warm_runs(log: Path, offset: int) -> list[tuple[float, float]]:
         return []
 
 
+def chatsync_home(home: str) -> Path:
+    """chatsync's Prefect home within the bench's: its local server, and the process that
+    commands start warm on."""
+    return Path(home) / "chatsync"
+
+
 def wait_for_warm_start(home: str) -> None:
     """Waits for the process a cold command left to take the next, so that its imports are not
     timed with another program's run."""
-    socket = Path(home) / "chatsync" / "warm-start.sock"
+    socket = chatsync_home(home) / "warm-start.sock"
     deadline = time.monotonic() + 60
     while not socket.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
-def run(command: list[str], env: dict[str, str], sim: Simulator) -> Measure:
+def run(command: list[str], env: dict[str, str], sim: Simulator, warm: bool | None = None) -> Measure:
+    """Runs and measures `command`; `warm` says whether a chatsync command must have run warm
+    (True) or cold (False), so that no row is labelled what it was not."""
     before = sim.request_count()
     warm_log = Path(env.get("CHATSYNC_PREFECT_HOME", "/nonexistent")) / "warm-start.log"
     log_offset = warm_log.stat().st_size if warm_log.exists() else 0
@@ -163,7 +172,10 @@ def run(command: list[str], env: dict[str, str], sim: Simulator) -> Measure:
             stderr.seek(0)
             raise SystemExit(f"{' '.join(command[:3])} failed: {stderr.read().decode()[-2000:]}")
     cpu, peak_mb = usage.ru_utime + usage.ru_stime, (peak_kb or usage.ru_maxrss) / 1024
-    for copy_cpu, copy_peak_mb in warm_runs(warm_log, log_offset):
+    copies = warm_runs(warm_log, log_offset)
+    if warm is not None and bool(copies) != warm:
+        raise SystemExit(f"{' '.join(command[:3])} ran {'cold' if warm else 'warm'}; see {warm_log}")
+    for copy_cpu, copy_peak_mb in copies:
         cpu, peak_mb = cpu + copy_cpu, max(peak_mb, copy_peak_mb)
     return Measure(seconds, cpu, simulator_cpu, peak_mb, sim.request_count() - before)
 
@@ -217,7 +229,7 @@ def chatsync_env(server: SimulatorServer, database: str, home: str) -> dict[str,
     env = dict(os.environ, COZMOX_BASE_URL=server.cozmox_url, INVENT_BASE_URL=server.invent_url,
                COZMOX_API_KEY=KEY, INVENT_API_KEY=KEY, CHATSYNC_DATABASE=database,
                CHATSYNC_INVENT_REQUESTS_PER_MINUTE="0", CHATSYNC_SAFETY_MARGIN_SECONDS="0",
-               PREFECT_HOME=home, CHATSYNC_PREFECT_HOME=str(Path(home) / "chatsync"))
+               PREFECT_HOME=home, CHATSYNC_PREFECT_HOME=str(chatsync_home(home)))
     env.pop("PREFECT_API_URL", None)
     return env
 
@@ -258,17 +270,17 @@ def bench_size(name: str, repeat: int, with_dlt: bool, work: Path, home: str,
             database = str(work / f"{name}-{i}.duckdb")
             env = chatsync_env(server, database, home)
             wait_for_warm_start(home)
-            runs.setdefault(FULL, []).append(run([CHATSYNC, "sync", "--full-refresh"], env, sim))
+            runs.setdefault(FULL, []).append(run([CHATSYNC, "sync", "--full-refresh"], env, sim, warm=False))
             check(FULL, chatsync_rows(database), expected)
 
             nothing = str(work / f"empty-{name}-{i}.duckdb")
             runs.setdefault(EMPTY, []).append(
-                run([CHATSYNC, "sync"], chatsync_env(empty, nothing, home), empty.sim))
+                run([CHATSYNC, "sync"], chatsync_env(empty, nothing, home), empty.sim, warm=True))
             check(EMPTY, chatsync_rows(nothing), NO_ROWS)
             remove(nothing)
             # A full refresh never starts warm: what it pays before its work is this.
             runs.setdefault(EMPTY_COLD, []).append(
-                run([CHATSYNC, "sync", "--full-refresh"], chatsync_env(empty, nothing, home), empty.sim))
+                run([CHATSYNC, "sync", "--full-refresh"], chatsync_env(empty, nothing, home), empty.sim, warm=False))
             check(EMPTY_COLD, chatsync_rows(nothing), NO_ROWS)
             remove(nothing)
 
@@ -276,7 +288,7 @@ def bench_size(name: str, repeat: int, with_dlt: bool, work: Path, home: str,
                 for chat_id in rng.sample(sim.chat_ids(source), max(1, count // 100)):
                     sim.touch(source, chat_id)
             expected = held(sim)
-            runs.setdefault(INCREMENTAL, []).append(run([CHATSYNC, "sync"], env, sim))
+            runs.setdefault(INCREMENTAL, []).append(run([CHATSYNC, "sync"], env, sim, warm=True))
             check(INCREMENTAL, chatsync_rows(database), expected)
             remove(database)
     return {label: median(measures) for label, measures in runs.items()}, first
@@ -357,7 +369,7 @@ def main() -> None:
     finally:
         from flows.temporary_server import stop_server
 
-        stop_server(Path(home) / "chatsync")  # its waiting process stops with it
+        stop_server(chatsync_home(home))  # its waiting process stops with it
         shutil.rmtree(work, ignore_errors=True)
 
 
