@@ -93,12 +93,17 @@ def now_utc() -> datetime:
 WAIT_REPORT_SECONDS = 5.0
 
 
-# Rows a row group holds when a run writes a few rows (DuckDB's default, for bulk loads, is
-# 122,880). A checkpoint rewrites, whole, every row group that rows were added to: after a bulk
-# load that is all of a table of chats, raw and all, so each small run after it rewrote the
-# whole table (1-2 s and the file's size again at 20,000 chats). Small row groups cost a bulk
-# load 20-70% more, so only small runs ask for them; what a bulk load wrote keeps its size.
+# Rows a row group holds when a run writes a few rows. A checkpoint rewrites, whole, every row
+# group that rows were added to: after a bulk load in DuckDB's row groups of 122,880 that was all
+# of a table of chats, raw and all, so each small run after it rewrote the whole table (1-2 s
+# and the file's size again at 20,000 chats). Row groups this small cost a bulk load 20-70% more,
+# so only small runs ask for them; what a bulk load wrote keeps its size.
 SMALL_RUN_ROW_GROUP_ROWS = 2048
+# Rows a row group holds in a bulk load. The checkpoint at its end holds a row group's columns
+# while it compresses them, outside DuckDB's memory cap: with DuckDB's 122,880 a full refresh of
+# 20,000 Cozmox and 5,000 Invent chats peaked at 632-649 MB, with 16,384 at 578-590 MB in the
+# same time (32,768 and 8,192 peaked higher than 16,384).
+BULK_ROW_GROUP_ROWS = 16384
 # The name a local warehouse is attached under.
 ALIAS = "warehouse"
 
@@ -114,7 +119,7 @@ def _open(database: str, bulk: bool) -> duckdb.DuckDBPyConnection:
     if not is_local(database):
         return duckdb.connect(database)
     con = duckdb.connect()
-    options = "" if bulk else f" (row_group_size {SMALL_RUN_ROW_GROUP_ROWS})"
+    options = f" (row_group_size {BULK_ROW_GROUP_ROWS if bulk else SMALL_RUN_ROW_GROUP_ROWS})"
     try:
         con.execute(f"attach {sql_literal(database)} as {ALIAS}{options}")
         con.execute(f"use {ALIAS}")
