@@ -42,6 +42,10 @@ SYNC_MEMORY_MIB = 128
 # DuckDB loads a primary-key index whole to change it, and a cap below it ends the load with a
 # fatal out-of-memory error: room is left generously for every row held.
 INDEX_BYTES_PER_ROW = 100
+# Loads raise DuckDB's cap once the rows they added call for this much more: a new cap hands
+# DuckDB's cached memory back to the system, and raised after every load it cost a full refresh
+# at the bench's larger size 1.5 CPU-seconds (about 50 raises; 6 at this step).
+MEMORY_LIMIT_STEP_MIB = 8
 # A log smaller than this is left for the next open to replay rather than checkpointed at close.
 CLOSE_CHECKPOINT_BYTES = 32 * 2**20
 
@@ -202,6 +206,7 @@ class Warehouse:
         self.con.execute("set TimeZone = 'UTC'")
         self._reader: duckdb.DuckDBPyConnection | None = None
         self._closed = False
+        self._memory_limit_mib: int | None = None  # set by bound_memory, then followed by every load
         # Raw chats make the log grow fast, and a checkpoint in the middle of a large load
         # rewrites the row groups it left half full: one at the end instead (a crash still
         # replays the log on the next open).
@@ -238,14 +243,28 @@ class Warehouse:
     def bound_memory(self) -> None:
         """Caps DuckDB's cache for a sync, which would otherwise grow with the history (up to 80%
         of the machine). The key indexes must fit whole, so the cap grows with the rows held:
-        they are the one part of memory that follows the history."""
+        they are the one part of memory that follows the history. The loads after this raise it
+        as they add rows, or a run that adds millions of keys (a first sync of a large history)
+        ends in a fatal out-of-memory error part way."""
+        if self._memory_limit_mib is None:
+            # A sync's loads are small transactions that one thread runs as fast as several, and
+            # each thread holds memory of its own.
+            self.con.execute("set threads = 1")
+        self._set_memory_limit(self._room_for_rows())
+
+    def _room_for_rows(self) -> int:
         rows = self.scalar("select coalesce(sum(estimated_size), 0) from duckdb_tables() "
                            "where database_name = current_database()")
-        limit = SYNC_MEMORY_MIB + int(rows) * INDEX_BYTES_PER_ROW // 2**20
-        self.con.execute(f"set memory_limit = '{limit}MiB'")
-        # A sync's loads are small transactions that one thread runs as fast as several, and
-        # each thread holds memory of its own.
-        self.con.execute("set threads = 1")
+        return SYNC_MEMORY_MIB + int(rows) * INDEX_BYTES_PER_ROW // 2**20
+
+    def _follow_rows(self) -> None:
+        limit = self._room_for_rows()
+        if self._memory_limit_mib is not None and limit >= self._memory_limit_mib + MEMORY_LIMIT_STEP_MIB:
+            self._set_memory_limit(limit)
+
+    def _set_memory_limit(self, mib: int) -> None:
+        self.con.execute(f"set memory_limit = '{mib}MiB'")
+        self._memory_limit_mib = mib
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -439,11 +458,14 @@ class Warehouse:
         """
         args = (batch, account, run_id, watermark, finished_window, stream, force, rebuild)
         try:
-            return self._load(*args, by_key=False)
+            result = self._load(*args, by_key=False)
         except duckdb.ConstraintException:
             # A child key the API repeats (one message id in two chats, say): take the slower
             # path that replaces by key and keeps one copy of each.
-            return self._load(*args, by_key=True)
+            result = self._load(*args, by_key=True)
+        if self._memory_limit_mib is not None:
+            self._follow_rows()
+        return result
 
     def _load(self, batch: Batch, account: AccountKey, run_id: str, watermark: datetime | None,
               finished_window: tuple[datetime, datetime] | None, stream: str, force: bool,

@@ -369,6 +369,25 @@ def test_a_warehouse_whose_key_index_outgrows_the_working_memory_still_loads(sim
     assert query(settings.database, "select count(*) from messages where source = 'invent'") == [(1000000,)]
 
 
+@pytest.mark.parametrize("sim_options", [{"cozmox_chats": 6000}])
+def test_a_first_sync_whose_key_indexes_outgrow_the_memory_cap_it_began_with_loads_every_chat(
+        sim, settings, monkeypatch):
+    """DuckDB holds each key index whole and ends a load with a fatal error once they and the
+    work no longer fit its cap, so the loads raise the cap as they add rows. At the real cap
+    (128 MiB) a first sync of 70,000 chats failed part way without that; here a smaller cap
+    makes the case, as it did: 6,000 chats past a cap of 40 MiB that is never raised fail."""
+    from load import warehouse
+
+    monkeypatch.setattr(warehouse, "SYNC_MEMORY_MIB", 40)
+    settings = settings.model_copy(update={"page_size": 100})
+
+    summary = sync(settings, full_refresh=True)
+
+    assert summary.status == "success", summary.error
+    assert summary.chats_upserted == 6000
+    assert_warehouse_matches(sim, settings.database)
+
+
 def test_read_pages_are_freed_without_waiting_for_the_garbage_collector(sim, settings):
     """httpx's responses are cycles; left so, a large sync held hundreds of MB of read pages."""
     import gc
@@ -497,3 +516,4 @@ def test_a_small_sync_after_a_bulk_load_leaves_the_bulk_loads_storage_as_written
     after = chats_storage(settings.database)
     assert bulk <= after
     assert {group for group, *_ in after} == {group for group, *_ in bulk} | {max(g for g, *_ in bulk) + 1}
+
