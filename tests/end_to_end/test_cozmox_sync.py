@@ -373,9 +373,9 @@ def test_a_warehouse_whose_key_index_outgrows_the_working_memory_still_loads(sim
 def test_a_first_sync_whose_key_indexes_outgrow_the_memory_cap_it_began_with_loads_every_chat(
         sim, settings, monkeypatch):
     """DuckDB holds each key index whole and ends a load with a fatal error once they and the
-    work no longer fit its cap, so the loads raise the cap as they add rows. At the real cap
-    (128 MiB) a first sync of 70,000 chats failed part way without that; here a smaller cap
-    makes the case, as it did: 6,000 chats past a cap of 40 MiB that is never raised fail."""
+    work no longer fit its cap, so the loads raise the cap as they add rows. At a cap of
+    128 MiB a first sync of 70,000 chats failed part way without that; here a smaller cap makes
+    the case, as it did: 6,000 chats past a cap of 40 MiB that is never raised fail."""
     from load import warehouse
 
     monkeypatch.setattr(warehouse, "SYNC_MEMORY_MIB", 40)
