@@ -39,8 +39,8 @@ CHILD_KEYS: dict[str, tuple[str, ...]] = {
 
 # What a sync works in beside the key indexes (see bound_memory). 128 MiB held a run's own
 # index as well before the cap followed the rows it adds, and was 77 MiB of room at the end of
-# the bench's larger full refresh; 80 took 40 MB off its peak (535 against 575 MB) in the same
-# time. Much less runs out of memory: 64 MiB, with the index inside, did.
+# the bench's larger full refresh; 80 took 40 MB off its peak (529-545 against 570-590 MB) in
+# the same time. Much less runs out of memory: 64 MiB, with the index inside, did.
 SYNC_MEMORY_MIB = 80
 # DuckDB loads a primary-key index whole to change it, and a cap below it ends the load with a
 # fatal out-of-memory error: room is left generously for every row held.
@@ -261,8 +261,10 @@ class Warehouse:
         return SYNC_MEMORY_MIB + int(rows) * INDEX_BYTES_PER_ROW // 2**20
 
     def _follow_rows(self) -> None:
+        if self._memory_limit_mib is None:  # not capped: nothing to follow
+            return
         limit = self._room_for_rows()
-        if self._memory_limit_mib is not None and limit >= self._memory_limit_mib + MEMORY_LIMIT_STEP_MIB:
+        if limit >= self._memory_limit_mib + MEMORY_LIMIT_STEP_MIB:
             self._set_memory_limit(limit)
 
     def _set_memory_limit(self, mib: int) -> None:
@@ -466,8 +468,7 @@ class Warehouse:
             # A child key the API repeats (one message id in two chats, say): take the slower
             # path that replaces by key and keeps one copy of each.
             result = self._load(*args, by_key=True)
-        if self._memory_limit_mib is not None:
-            self._follow_rows()
+        self._follow_rows()
         return result
 
     def _load(self, batch: Batch, account: AccountKey, run_id: str, watermark: datetime | None,

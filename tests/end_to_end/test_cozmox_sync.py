@@ -516,4 +516,3 @@ def test_a_small_sync_after_a_bulk_load_leaves_the_bulk_loads_storage_as_written
     after = chats_storage(settings.database)
     assert bulk <= after
     assert {group for group, *_ in after} == {group for group, *_ in bulk} | {max(g for g, *_ in bulk) + 1}
-
