@@ -175,10 +175,12 @@ ROW_LISTS = ("chats", "messages", "usage", "costs", "chat_members", "message_fil
 
 @dataclass
 class Batch:
-    """Rows per table; every child row carries the `chat_id` it belongs to."""
+    """Rows per table; every child row carries the `chat_id` it belongs to. Messages flattened
+    in DuckDB come as Arrow already (`message_tables`), beside those built in Python."""
 
     chats: list[Row] = field(default_factory=list)
     messages: list[Row] = field(default_factory=list)
+    message_tables: list[pa.Table] = field(default_factory=list)
     usage: list[Row] = field(default_factory=list)
     costs: list[Row] = field(default_factory=list)
     chat_members: list[Row] = field(default_factory=list)
@@ -189,6 +191,7 @@ class Batch:
     def extend(self, other: Batch) -> None:
         for name in ROW_LISTS:
             getattr(self, name).extend(getattr(other, name))
+        self.message_tables.extend(other.message_tables)
 
     def merge(self, other: Batch) -> None:
         """Adds a later page's rows; a chat on both keeps only its newer copy, children and all.
@@ -208,6 +211,8 @@ class Batch:
     def _drop(self, chat_ids: set[str]) -> None:
         for name in ROW_LISTS[:-1]:
             setattr(self, name, [row for row in getattr(self, name) if row["chat_id"] not in chat_ids])
+        dropped = pa.array(sorted(chat_ids), pa.string())
+        self.message_tables = [t.filter(pc.invert(pc.is_in(t["chat_id"], dropped))) for t in self.message_tables]
 
     def fingerprint_children(self) -> None:
         """Stamps the one chat of this batch with a hash of its child rows, so that a load can
@@ -232,6 +237,8 @@ class Batch:
                                            schema=schema)
                 for name, schema in SCHEMAS.items()
             }
+            if self.message_tables:
+                self._tables["messages"] = pa.concat_tables([self._tables["messages"], *self.message_tables])
         return self._tables
 
     def table(self, name: str) -> pa.Table:

@@ -46,6 +46,11 @@ class Record(BaseModel):
         from its text, not from this."""
         return raw
 
+    @classmethod
+    def read(cls, kept: dict[str, Any]) -> Any:
+        """The record's model; raises what makes it unreadable."""
+        return cls.model_validate(kept)
+
 
 def reason(exc: Exception) -> str:
     """One line saying which fields were wrong and how."""
@@ -132,7 +137,7 @@ def read_page(model: type[Record], records: list[Any], source: str, received_at:
             if not isinstance(raw, dict):
                 raise ValueError(f"a record must be a JSON object, not {type(raw).__name__}")
             kept = model.stored_form(raw)
-            record: Any = model.model_validate(kept)  # a page's models all have `id` and `updated_at`
+            record: Any = model.read(kept)  # a page's models all have `id` and `updated_at`
         except Exception as exc:  # noqa: BLE001 - any unreadable record is kept, with why
             rejected.append(rejected_row(source, stream, raw, index, reason(exc), received_at))
             continue

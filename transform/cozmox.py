@@ -6,14 +6,20 @@ so a message is named by its chat, its list and its position (docs/schema.md, me
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, StrictStr, field_validator
 
 from extract.http import dumps
-from transform.batch import Batch
+from transform import in_duckdb
+from transform.batch import SCHEMAS, Batch
 from transform.common import (
     Int64,
     Record,
@@ -82,7 +88,9 @@ def _flattened_parts(assistant: dict[str, Any]) -> dict[str, Any]:
     return parts
 
 
-class Chat(Record):
+class ChatHead(Record):
+    """A chat as Python reads it: its turns are flattened in DuckDB (TURNS_SQL)."""
+
     id: StrictStr = Field(min_length=1)
     org_id: str | None = Field(None, alias="orgId")
     created_at: Timestamp | None = Field(None, alias="createdAt")
@@ -94,9 +102,9 @@ class Chat(Record):
     status: str | None = None
     session_id: str | None = Field(None, alias="sessionId")
     previous_chat_id: str | None = Field(None, alias="previousChatId")
-    input: str | list[Turn] | None = None
-    messages: list[Turn] | None = None
-    output: list[Turn] | None = None
+    input: str | list[Any] | None = None
+    messages: list[Any] | None = None
+    output: list[Any] | None = None
     costs: list[CostEntry] | None = None
     cost: float | None = None
 
@@ -111,6 +119,23 @@ class Chat(Record):
         chat's bytes, and a group's chats stay decoded until their rows are built."""
         assistant = raw.get("assistant")
         return {**raw, "assistant": _flattened_parts(assistant)} if isinstance(assistant, dict) else raw
+
+    @classmethod
+    def read(cls, kept: dict[str, Any]) -> Any:
+        """A chat whose turns are not all plain is read whole by `Chat`, so that one pydantic
+        refuses is refused here, with its reason, before a later copy on the page replaces it."""
+        head = super().read(kept)
+        if cls is ChatHead and not _plain_turns(kept):
+            Chat.model_validate(kept)
+        return head
+
+
+class Chat(ChatHead):
+    """A chat with its turns read by pydantic as well: for those TURNS_SQL finds out of shape."""
+
+    input: str | list[Turn] | None = None
+    messages: list[Turn] | None = None
+    output: list[Turn] | None = None
 
 
 def _nested(obj: Any, *path: str) -> Any:
@@ -132,27 +157,9 @@ def _content(value: Any) -> str | bytes | None:
     return dumps(value)
 
 
-def chat_rows(chat: Chat, raw: dict[str, Any], text: bytes, batch: Batch) -> None:
+def turn_rows(chat: Chat, batch: Batch) -> None:
+    """The rows of a chat's turns, read by pydantic: for the chats TURNS_SQL leaves to Python."""
     cid = chat.id
-    assistant = chat.assistant or {}
-    batch.chats.append(
-        {
-            "source": SOURCE,
-            "chat_id": cid,
-            "org_id": chat.org_id,
-            "assistant_id": chat.assistant_id,
-            "squad_id": chat.squad_id,
-            "title": chat.name,
-            "status": chat.status,
-            "created_at": chat.created_at,
-            "updated_at": chat.updated_at,
-            "cost": chat.cost,
-            "session_id": chat.session_id,
-            "previous_chat_id": chat.previous_chat_id,
-            **{column: _text(_nested(assistant, *path)) for column, path in ASSISTANT_COLUMNS.items()},
-            "raw": text,
-        }
-    )
     lists: list[tuple[str, list[Turn]]] = [("message", chat.messages or []), ("output", chat.output or [])]
     if isinstance(chat.input, list):
         lists.append(("input", chat.input))
@@ -175,6 +182,29 @@ def chat_rows(chat: Chat, raw: dict[str, Any], text: bytes, batch: Batch) -> Non
                     "name": turn.name,
                 }
             )
+
+
+def chat_rows(chat: ChatHead, raw: dict[str, Any], text: bytes, batch: Batch) -> None:
+    cid = chat.id
+    assistant = chat.assistant or {}
+    batch.chats.append(
+        {
+            "source": SOURCE,
+            "chat_id": cid,
+            "org_id": chat.org_id,
+            "assistant_id": chat.assistant_id,
+            "squad_id": chat.squad_id,
+            "title": chat.name,
+            "status": chat.status,
+            "created_at": chat.created_at,
+            "updated_at": chat.updated_at,
+            "cost": chat.cost,
+            "session_id": chat.session_id,
+            "previous_chat_id": chat.previous_chat_id,
+            **{column: _text(_nested(assistant, *path)) for column, path in ASSISTANT_COLUMNS.items()},
+            "raw": text,
+        }
+    )
     for seq, entry in enumerate(chat.costs or []):
         model = entry.model
         model_name = _text(model.get("model")) if isinstance(model, dict) else model
@@ -213,24 +243,131 @@ def chat_rows(chat: Chat, raw: dict[str, Any], text: bytes, batch: Batch) -> Non
             )
 
 
+_ENTRY = orjson.dumps({"role": "VARCHAR", "message": "VARCHAR", "content": "JSON", "time": "DOUBLE",
+                       "secondsFromStart": "DOUBLE", "tool_calls": "JSON", "tool_call_id": "VARCHAR",
+                       "name": "VARCHAR"}).decode()
+_LISTS = f'{{"messages": [{_ENTRY}], "output": [{_ENTRY}], "input": [{_ENTRY}]}}'
+
+# The rows `turn_rows` builds, built in DuckDB from each chat's `turns` text (see `_turns`).
+TURNS_SQL = f"""
+with lists as (
+    select chat_id, json_transform(turns, '{_LISTS}') as lists from page
+), entries as (
+    select chat_id, kind, unnest(list) as e, generate_subscripts(list, 1) - 1 as seq
+    from (select chat_id, 'message' as kind, lists.messages as list from lists
+          union all select chat_id, 'output', lists.output from lists
+          union all select chat_id, 'input', lists.input from lists)
+    where list is not null
+)
+select '{SOURCE}' as source, chat_id || ':' || kind || ':' || seq as message_id, chat_id, kind, seq::integer as seq,
+       e.role,
+       coalesce(e.message, case json_type(e.content) when 'VARCHAR' then e.content ->> '$'
+                                                     when 'NULL' then null else e.content::varchar end) as content,
+       -- as epoch_ms: None outside Python's calendar (years 1 to 9999)
+       case when e.time >= -62135596800000 and e.time < 253402300800000
+            then make_timestamp(round(e.time * 1000)::bigint)::timestamptz end as created_at,
+       e.secondsFromStart as seconds_from_start, null::varchar as model, null::varchar as status,
+       case when json_type(e.tool_calls) <> 'NULL' then e.tool_calls end as tool_calls, e.tool_call_id, e.name,
+       null::varchar as broadcast_id, null::boolean as is_broadcast, null::json as raw
+from entries
+"""
+
+_TEXT = (str, type(None))
+_NUMBER = (int, float, type(None))  # not bool, whose type is its own
+
+
+def _plain(entry: Any) -> bool:
+    """Whether `Turn` reads this entry as it stands, so that TURNS_SQL may: an object whose text
+    fields are text and numbers numbers (pydantic would convert a numeric string, or refuse),
+    without the snake-case name of `secondsFromStart`, which pydantic reads too."""
+    return (type(entry) is dict
+            and type(entry.get("role")) in _TEXT and type(entry.get("message")) in _TEXT
+            and type(entry.get("tool_call_id")) in _TEXT and type(entry.get("name")) in _TEXT
+            and type(entry.get("time")) in _NUMBER and type(entry.get("secondsFromStart")) in _NUMBER
+            and "seconds_from_start" not in entry)
+
+
+def _plain_turns(raw: dict[str, Any]) -> bool:
+    lists = (raw.get("messages"), raw.get("output"), raw.get("input"))
+    return all(_plain(entry) for turns in lists if isinstance(turns, list) for entry in turns)
+
+
+def _turns(raw: dict[str, Any]) -> bytes | None:
+    """A chat's turn lists as JSON for TURNS_SQL; None where pydantic must read them instead: an
+    entry not plain, or what orjson cannot write (an integer past 64 bits, nesting past 255)."""
+    if not _plain_turns(raw):
+        return None
+    try:
+        return orjson.dumps({"messages": raw.get("messages"), "output": raw.get("output"), "input": raw.get("input")})
+    except orjson.JSONEncodeError:
+        return None
+
+
+def _children_fingerprint(turns: bytes, chat: ChatHead, raw: dict[str, Any]) -> str:
+    """A hash of everything a chat's child rows are made of: its turns, its costs, and the time
+    its usage rows carry."""
+    digest = hashlib.blake2b(turns, digest_size=16)
+    digest.update(dumps([raw.get("costs"), chat.created_at or chat.updated_at]))
+    return digest.hexdigest()
+
+
+class _Turns:
+    """The message rows TURNS_SQL makes of a page's chats, and the chats it could not read."""
+
+    def __init__(self, turns: dict[str, bytes]) -> None:
+        self.rows: pa.Table | None = None
+        self.unread: set[str] = set()
+        if not turns:
+            return
+        page = pa.table({"chat_id": pa.array(list(turns), pa.string()),
+                         "turns": pa.array(list(turns.values()), pa.binary()).cast(pa.string())})
+        try:
+            self.rows = in_duckdb.query(TURNS_SQL, page=page).cast(SCHEMAS["messages"])
+        except duckdb.Error:  # past what DuckDB reads (nesting, memory): the page is read by pydantic
+            self.unread = set(turns)
+
+    def of(self, chat_ids: set[str]) -> pa.Table | None:
+        if self.rows is None or not self.rows.num_rows:
+            return None
+        every = set(self.rows["chat_id"].unique().to_pylist())
+        if every <= chat_ids:
+            return self.rows
+        return self.rows.filter(pc.is_in(self.rows["chat_id"], pa.array(sorted(chat_ids), pa.string())))
+
+
 def flatten(records: list[Any], children: Mapping[str, list[Any]], received_at: datetime,
             org_id: str | None = None) -> Batch:
     """One page of chats (as JSON texts, or decoded) into rows; a chat that cannot be read
     becomes a rejected record. A chat's messages come inside it, so `children` is unused; a
     chat that names no org belongs to the account's."""
-    chats, rejected = read_page(Chat, records, SOURCE, received_at)
+    chats, rejected = read_page(ChatHead, records, SOURCE, received_at)
     batch = Batch(rejected=rejected)
+    texts = {chat.id: _turns(raw) for chat, raw, _, _ in chats}
+    turns = _Turns({cid: text for cid, text in texts.items() if text is not None})
+    in_duckdb: set[str] = set()
     for chat, raw, text, index in chats:
         rows = Batch()
+        read_in_duckdb = texts[chat.id] is not None and chat.id not in turns.unread
         try:
+            if not read_in_duckdb:
+                turn_rows(Chat.model_validate(raw), rows)
             chat_rows(chat, raw, text, rows)
             if rows.chats[0]["org_id"] is None:
                 rows.chats[0]["org_id"] = org_id
-            rows.fingerprint_children()
+            turns_text = texts[chat.id]
+            if turns_text is None:
+                rows.fingerprint_children()
+            else:
+                rows.chats[0]["children_fingerprint"] = _children_fingerprint(turns_text, chat, raw)
         except Exception as exc:  # noqa: BLE001 - valid in shape, yet not storable
             whole = as_received(text)[0]  # `raw` is the chat as held, without most of its assistant
             batch.rejected.append(rejected_row(SOURCE, "chats", whole, index, reason(exc), received_at))
             continue
         batch.extend(rows)
+        if read_in_duckdb:
+            in_duckdb.add(chat.id)
+    read = turns.of(in_duckdb)
+    if read is not None:
+        batch.message_tables.append(read)
     unique_keys(batch.rejected)
     return batch

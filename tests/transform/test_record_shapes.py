@@ -11,11 +11,13 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_hostile_input import SETTINGS, _as_sent, _through_json, assert_nothing_lost, load, mutated
+from test_hostile_input import SETTINGS, _as_sent, _through_json, assert_nothing_lost, load, messages_of, mutated
 
 from load.warehouse import AccountKey, Warehouse
 from simulator import Simulator
 from transform import cozmox, invent
+from transform.batch import Batch
+from transform.common import read_page
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 MS = 1767225600000  # 2026-01-01T00:00:00Z
@@ -119,8 +121,8 @@ def test_cozmox_entries_of_both_shapes_become_one_row_each():
     batch = cozmox.flatten(_as_sent([COZMOX_CHAT]), {}, NOW)
     assert batch.rejected == []
     entries = len(COZMOX_CHAT["messages"]) + len(COZMOX_CHAT["output"]) + len(COZMOX_CHAT["input"])
-    assert len(batch.messages) == entries
-    rows = by(batch.messages, "message_id")
+    assert len(messages_of(batch)) == entries
+    rows = by(messages_of(batch), "message_id")
 
     transcript = rows["mixed:message:0"]
     assert (transcript["role"], transcript["content"], transcript["created_at"], transcript["seconds_from_start"]) == \
@@ -149,19 +151,19 @@ def test_cozmox_entries_of_both_shapes_become_one_row_each():
     inputs = [rows["mixed:input:0"], rows["mixed:input:1"]]
     assert [(r["role"], r["content"], r["name"]) for r in inputs] == [
         ("developer", "Be brief.", None), ("user", "where is my order?", "Ana")]
-    assert all("raw" not in row for row in batch.messages)  # NULL: the chat's raw holds them
+    assert all(row["raw"] is None for row in messages_of(batch))  # the chat's raw holds them
 
 
 def test_a_cozmox_entry_with_both_message_and_content_says_its_message():
     chat = dict(COZMOX_CHAT, messages=[{"role": "assistant", "message": "spoken", "content": "written", "time": MS}])
-    (row,) = [r for r in cozmox.flatten([chat], {}, NOW).messages if r["kind"] == "message"]
+    (row,) = [r for r in messages_of(cozmox.flatten([chat], {}, NOW)) if r["kind"] == "message"]
     assert row["content"] == "spoken"
 
 
 def test_a_string_input_gives_no_rows():
     chat = dict(COZMOX_CHAT, input="where is my order?", output=[])
     batch = cozmox.flatten([chat], {}, NOW)
-    assert {r["kind"] for r in batch.messages} == {"message"}
+    assert {r["kind"] for r in messages_of(batch)} == {"message"}
 
 
 def test_cozmox_costs_carry_cached_and_reasoning_tokens_and_a_squad():
@@ -298,6 +300,81 @@ def test_an_invent_message_nested_deeper_than_orjson_writes_keeps_its_raw():
     assert batch.rejected == [] and json.loads(batch.messages[0]["raw"]) == message
 
 
+# -- turns flattened in DuckDB ----------------------------------------------------------------
+
+def _pydantic_reading(records):
+    """What reading every chat whole with pydantic makes of a page: its message rows, as Arrow
+    would load them, and the chats it rejects."""
+    chats, rejected = read_page(cozmox.Chat, records, "cozmox", NOW)
+    rows = Batch()
+    for chat, *_ in chats:
+        cozmox.turn_rows(chat, rows)
+    return rows.table("messages").to_pylist(), {r["record_key"] for r in rejected}
+
+
+def _as_json(text):
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def _in_order(rows):
+    """Rows by key, with what is JSON compared as JSON: DuckDB and orjson write one number
+    differently (1e16 against 10000000000000000.0)."""
+    return sorted(({**row, "content": _as_json(row["content"]), "tool_calls": _as_json(row["tool_calls"])}
+                   for row in rows), key=lambda row: row["message_id"])
+
+
+@SETTINGS
+@given(st.lists(mutated(COZMOX_CHAT), min_size=1, max_size=4).map(_through_json))
+def test_turns_flattened_in_duckdb_are_the_rows_pydantic_makes(records):
+    """The turns of any chat, however changed, come out as the rows and rejections of reading the
+    chat whole with pydantic, whether DuckDB reads them or hands the chat back."""
+    sent = _as_sent(records)
+    batch = cozmox.flatten(sent, {}, NOW)
+    expected, refused = _pydantic_reading(sent)
+    loaded = {row["chat_id"] for row in batch.chats}
+    assert refused <= {r["record_key"] for r in batch.rejected}
+    assert _in_order(messages_of(batch)) == _in_order(r for r in expected if r["chat_id"] in loaded)
+
+
+@pytest.mark.parametrize(("entry", "kept"), [
+    ({"role": 5, "message": "hi"}, False),  # pydantic refuses a number as text
+    ({"role": "user", "message": ["hi"]}, False),
+    ("hi", False),  # an entry that is not an object
+    ({"role": "user", "time": "1767225600000"}, True),  # pydantic reads a numeric string as the number
+    ({"role": "user", "seconds_from_start": 2.5}, True),  # and a field by its own name
+    ({"role": "user", "time": True}, True),  # and true as 1
+])
+def test_a_turn_duckdb_cannot_read_as_pydantic_would_is_read_by_pydantic(entry, kept):
+    chat = dict(COZMOX_CHAT, messages=[{"role": "user", "message": "first"}, entry])
+    batch = cozmox.flatten(_as_sent([chat]), {}, NOW)
+    expected, refused = _pydantic_reading(_as_sent([chat]))
+    assert bool(batch.chats) is kept and bool(refused) is not kept
+    assert _in_order(messages_of(batch)) == _in_order(expected)
+    if not kept:
+        assert "messages.1" in batch.rejected[0]["error"]
+
+
+def test_a_page_duckdb_cannot_read_at_all_is_read_by_pydantic(monkeypatch):
+    monkeypatch.setattr(cozmox, "TURNS_SQL", "select * from no_such_table")
+    batch = cozmox.flatten(_as_sent([COZMOX_CHAT]), {}, NOW)
+    expected, _ = _pydantic_reading(_as_sent([COZMOX_CHAT]))
+    assert batch.rejected == [] and _in_order(messages_of(batch)) == _in_order(expected)
+
+
+def test_children_fingerprints_follow_the_turns_costs_and_usage_time_alone():
+    def fingerprint(chat):
+        return cozmox.flatten(_as_sent([chat]), {}, NOW).chats[0]["children_fingerprint"]
+
+    same = fingerprint(COZMOX_CHAT)
+    assert fingerprint(dict(COZMOX_CHAT, updatedAt="2026-01-02T00:00:00Z", name="renamed")) == same
+    assert fingerprint(dict(COZMOX_CHAT, output=[])) != same
+    assert fingerprint(dict(COZMOX_CHAT, costs=[])) != same
+    assert fingerprint(dict(COZMOX_CHAT, createdAt="2025-12-31T00:00:00Z")) != same  # usage rows carry it
+
+
 # -- arbitrary values in and around the new shapes ---------------------------------------------
 
 @SETTINGS
@@ -368,7 +445,7 @@ def test_the_simulators_records_all_load_with_every_entry_a_row():
     for chat in chats:
         lists[chat["id"]] = len(chat["messages"]) + len(chat["output"]) + (
             len(chat["input"]) if isinstance(chat.get("input"), list) else 0)
-    assert Counter(r["chat_id"] for r in batch.messages) == +lists
+    assert Counter(r["chat_id"] for r in messages_of(batch)) == +lists
     ichats = sim.invent_chats()
     messages = {c["id"]: sim.invent_messages(c["id"]) for c in ichats}
     batch = invent.flatten(ichats, messages, NOW)
