@@ -15,7 +15,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, StrictStr, field_validator
+from pydantic import Field, PrivateAttr, StrictStr, field_validator
 
 from extract.http import dumps
 from transform import in_duckdb
@@ -107,6 +107,7 @@ class ChatHead(Record):
     output: list[Any] | None = None
     costs: list[CostEntry] | None = None
     cost: float | None = None
+    _plain_turns: bool = PrivateAttr(default=False)  # set by `read`: whether TURNS_SQL may read them
 
     @field_validator("messages", "output", "costs", mode="before")
     @classmethod
@@ -125,8 +126,10 @@ class ChatHead(Record):
         """A chat whose turns are not all plain is read whole by `Chat`, so that one pydantic
         refuses is refused here, with its reason, before a later copy on the page replaces it."""
         head = super().read(kept)
-        if cls is ChatHead and not _plain_turns(kept):
-            Chat.model_validate(kept)
+        if cls is ChatHead:
+            head._plain_turns = _plain_turns(kept)
+            if not head._plain_turns:
+                Chat.model_validate(kept)
         return head
 
 
@@ -280,11 +283,12 @@ def _plain(entry: Any) -> bool:
     """Whether `Turn` reads this entry as it stands, so that TURNS_SQL may: an object whose text
     fields are text and numbers numbers (pydantic would convert a numeric string, or refuse),
     without the snake-case name of `secondsFromStart`, which pydantic reads too."""
-    return (type(entry) is dict
-            and type(entry.get("role")) in _TEXT and type(entry.get("message")) in _TEXT
-            and type(entry.get("tool_call_id")) in _TEXT and type(entry.get("name")) in _TEXT
-            and type(entry.get("time")) in _NUMBER and type(entry.get("secondsFromStart")) in _NUMBER
-            and "seconds_from_start" not in entry)
+    if type(entry) is not dict or "seconds_from_start" in entry:
+        return False
+    get = entry.get
+    return (type(get("role")) in _TEXT and type(get("message")) in _TEXT and type(get("tool_call_id")) in _TEXT
+            and type(get("name")) in _TEXT and type(get("time")) in _NUMBER
+            and type(get("secondsFromStart")) in _NUMBER)
 
 
 def _plain_turns(raw: dict[str, Any]) -> bool:
@@ -292,10 +296,10 @@ def _plain_turns(raw: dict[str, Any]) -> bool:
     return all(_plain(entry) for turns in lists if isinstance(turns, list) for entry in turns)
 
 
-def _turns(raw: dict[str, Any]) -> bytes | None:
+def _turns(chat: ChatHead, raw: dict[str, Any]) -> bytes | None:
     """A chat's turn lists as JSON for TURNS_SQL; None where pydantic must read them instead: an
     entry not plain, or what orjson cannot write (an integer past 64 bits, nesting past 255)."""
-    if not _plain_turns(raw):
+    if not chat._plain_turns:
         return None
     try:
         return orjson.dumps({"messages": raw.get("messages"), "output": raw.get("output"), "input": raw.get("input")})
@@ -342,7 +346,7 @@ def flatten(records: list[Any], children: Mapping[str, list[Any]], received_at: 
     chat that names no org belongs to the account's."""
     chats, rejected = read_page(ChatHead, records, SOURCE, received_at)
     batch = Batch(rejected=rejected)
-    texts = {chat.id: _turns(raw) for chat, raw, _, _ in chats}
+    texts = {chat.id: _turns(chat, raw) for chat, raw, _, _ in chats}
     turns = _Turns({cid: text for cid, text in texts.items() if text is not None})
     in_duckdb: set[str] = set()
     for chat, raw, text, index in chats:
