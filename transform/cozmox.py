@@ -2,6 +2,8 @@
 
 A chat carries its messages, output, input and costs inline; messages have no id of their own,
 so a message is named by its chat, its list and its position (docs/schema.md, messages).
+pydantic reads a chat less its turns; the turns, most of its rows, are flattened a page at a
+time in DuckDB (`TURNS_SQL`), and by pydantic where they are not plain.
 """
 
 from __future__ import annotations
@@ -134,7 +136,8 @@ class ChatHead(Record):
 
 
 class Chat(ChatHead):
-    """A chat with its turns read by pydantic as well: for those TURNS_SQL finds out of shape."""
+    """A chat with its turns read by pydantic as well: for the chats whose turns are not plain
+    (`_plain`), or that DuckDB could not read."""
 
     input: str | list[Turn] | None = None
     messages: list[Turn] | None = None
@@ -188,6 +191,7 @@ def turn_rows(chat: Chat, batch: Batch) -> None:
 
 
 def chat_rows(chat: ChatHead, raw: dict[str, Any], text: bytes, batch: Batch) -> None:
+    """The chat's row, its costs and its usage: all but its turns."""
     cid = chat.id
     assistant = chat.assistant or {}
     batch.chats.append(
