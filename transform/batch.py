@@ -211,8 +211,9 @@ class Batch:
     def _drop(self, chat_ids: set[str]) -> None:
         for name in ROW_LISTS[:-1]:
             setattr(self, name, [row for row in getattr(self, name) if row["chat_id"] not in chat_ids])
-        dropped = pa.array(sorted(chat_ids), pa.string())
-        self.message_tables = [t.filter(pc.invert(pc.is_in(t["chat_id"], dropped))) for t in self.message_tables]
+        if self.message_tables:
+            dropped = pa.array(sorted(chat_ids), pa.string())
+            self.message_tables = [t.filter(pc.invert(pc.is_in(t["chat_id"], dropped))) for t in self.message_tables]
 
     def fingerprint_children(self) -> None:
         """Stamps the one chat of this batch with a hash of its child rows, so that a load can

@@ -17,7 +17,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, PrivateAttr, StrictStr, field_validator
+from pydantic import Field, StrictStr, field_validator
 
 from extract.http import dumps
 from transform import in_duckdb
@@ -109,7 +109,6 @@ class ChatHead(Record):
     output: list[Any] | None = None
     costs: list[CostEntry] | None = None
     cost: float | None = None
-    _plain_turns: bool = PrivateAttr(default=False)  # set by `read`: whether TURNS_SQL may read them
 
     @field_validator("messages", "output", "costs", mode="before")
     @classmethod
@@ -125,19 +124,16 @@ class ChatHead(Record):
 
     @classmethod
     def read(cls, kept: dict[str, Any]) -> Any:
-        """A chat whose turns are not all plain is read whole by `Chat`, so that one pydantic
-        refuses is refused here, with its reason, before a later copy on the page replaces it."""
-        head = super().read(kept)
-        if cls is ChatHead:
-            head._plain_turns = _plain_turns(kept)
-            if not head._plain_turns:
-                Chat.model_validate(kept)
-        return head
+        """A chat whose turns are not all plain is read whole, as a `Chat`: one pydantic refuses
+        is refused here, with its reason, before a later copy on the page can replace it."""
+        if cls is ChatHead and not _plain_turns(kept):
+            return Chat.model_validate(kept)
+        return super().read(kept)
 
 
 class Chat(ChatHead):
     """A chat with its turns read by pydantic as well: for the chats whose turns are not plain
-    (`_plain`), or that DuckDB could not read."""
+    (`_plain`), or whose page DuckDB could not read."""
 
     input: str | list[Turn] | None = None
     messages: list[Turn] | None = None
@@ -300,11 +296,9 @@ def _plain_turns(raw: dict[str, Any]) -> bool:
     return all(_plain(entry) for turns in lists if isinstance(turns, list) for entry in turns)
 
 
-def _turns(chat: ChatHead, raw: dict[str, Any]) -> bytes | None:
-    """A chat's turn lists as JSON for TURNS_SQL; None where pydantic must read them instead: an
-    entry not plain, or what orjson cannot write (an integer past 64 bits, nesting past 255)."""
-    if not chat._plain_turns:
-        return None
+def _turns(raw: dict[str, Any]) -> bytes | None:
+    """A chat's turn lists as JSON for TURNS_SQL; None where orjson cannot write them (an
+    integer past 64 bits, nesting past 255 levels), which leaves them to pydantic."""
     try:
         return orjson.dumps({"messages": raw.get("messages"), "output": raw.get("output"), "input": raw.get("input")})
     except orjson.JSONEncodeError:
@@ -319,28 +313,18 @@ def _children_fingerprint(turns: bytes, chat: ChatHead, raw: dict[str, Any]) -> 
     return digest.hexdigest()
 
 
-class _Turns:
-    """The message rows TURNS_SQL makes of a page's chats, and the chats it could not read."""
-
-    def __init__(self, turns: dict[str, bytes]) -> None:
-        self.rows: pa.Table | None = None
-        self.unread: set[str] = set()
-        if not turns:
-            return
-        page = pa.table({"chat_id": pa.array(list(turns), pa.string()),
-                         "turns": pa.array(list(turns.values()), pa.binary()).cast(pa.string())})
-        try:
-            self.rows = in_duckdb.query(TURNS_SQL, page=page).cast(SCHEMAS["messages"])
-        except duckdb.Error:  # past what DuckDB reads (nesting, memory): the page is read by pydantic
-            self.unread = set(turns)
-
-    def of(self, chat_ids: set[str]) -> pa.Table | None:
-        if self.rows is None or not self.rows.num_rows:
-            return None
-        every = set(self.rows["chat_id"].unique().to_pylist())
-        if every <= chat_ids:
-            return self.rows
-        return self.rows.filter(pc.is_in(self.rows["chat_id"], pa.array(sorted(chat_ids), pa.string())))
+def _turn_rows_in_duckdb(turns: dict[str, bytes]) -> pa.Table | None:
+    """The message rows TURNS_SQL makes of these chats' turns (chat id -> `_turns` text); None
+    where there are none to make, or where DuckDB cannot read the page (nesting, memory), which
+    leaves the page's turns to pydantic."""
+    if not turns:
+        return None
+    page = pa.table({"chat_id": pa.array(list(turns), pa.string()),
+                     "turns": pa.array(list(turns.values()), pa.binary()).cast(pa.string())})
+    try:
+        return in_duckdb.query(TURNS_SQL, page=page).cast(SCHEMAS["messages"])
+    except duckdb.Error:
+        return None
 
 
 def flatten(records: list[Any], children: Mapping[str, list[Any]], received_at: datetime,
@@ -350,19 +334,20 @@ def flatten(records: list[Any], children: Mapping[str, list[Any]], received_at: 
     chat that names no org belongs to the account's."""
     chats, rejected = read_page(ChatHead, records, SOURCE, received_at)
     batch = Batch(rejected=rejected)
-    texts = {chat.id: _turns(chat, raw) for chat, raw, _, _ in chats}
-    turns = _Turns({cid: text for cid, text in texts.items() if text is not None})
-    in_duckdb: set[str] = set()
+    plain = ((chat.id, _turns(raw)) for chat, raw, _, _ in chats if not isinstance(chat, Chat))
+    texts = {chat_id: text for chat_id, text in plain if text is not None}
+    turns_table = _turn_rows_in_duckdb(texts)
+    loaded_from_duckdb: set[str] = set()
     for chat, raw, text, index in chats:
         rows = Batch()
-        read_in_duckdb = texts[chat.id] is not None and chat.id not in turns.unread
+        read_in_duckdb = turns_table is not None and chat.id in texts
         try:
             if not read_in_duckdb:
-                turn_rows(Chat.model_validate(raw), rows)
+                turn_rows(chat if isinstance(chat, Chat) else Chat.model_validate(raw), rows)
             chat_rows(chat, raw, text, rows)
             if rows.chats[0]["org_id"] is None:
                 rows.chats[0]["org_id"] = org_id
-            turns_text = texts[chat.id]
+            turns_text = texts.get(chat.id)
             if turns_text is None:
                 rows.fingerprint_children()
             else:
@@ -373,9 +358,11 @@ def flatten(records: list[Any], children: Mapping[str, list[Any]], received_at: 
             continue
         batch.extend(rows)
         if read_in_duckdb:
-            in_duckdb.add(chat.id)
-    read = turns.of(in_duckdb)
-    if read is not None:
-        batch.message_tables.append(read)
+            loaded_from_duckdb.add(chat.id)
+    if turns_table is not None and turns_table.num_rows:
+        if loaded_from_duckdb != texts.keys():  # a chat refused after its turns were read
+            kept = pa.array(sorted(loaded_from_duckdb), pa.string())
+            turns_table = turns_table.filter(pc.is_in(turns_table["chat_id"], kept))
+        batch.message_tables.append(turns_table)
     unique_keys(batch.rejected)
     return batch

@@ -364,6 +364,22 @@ def test_a_page_duckdb_cannot_read_at_all_is_read_by_pydantic(monkeypatch):
     assert batch.rejected == [] and _in_order(messages_of(batch)) == _in_order(expected)
 
 
+def test_a_chat_refused_after_duckdb_read_its_turns_leaves_no_rows_behind(monkeypatch):
+    # Nothing a page sends reaches this today (the chat's own rows failing once it is valid),
+    # so the failure is made by hand.
+    chat_rows = cozmox.chat_rows
+
+    def failing_for_b(chat, *args):
+        if chat.id == "b":
+            raise ValueError("not storable")
+        chat_rows(chat, *args)
+
+    monkeypatch.setattr(cozmox, "chat_rows", failing_for_b)
+    batch = cozmox.flatten(_as_sent([dict(COZMOX_CHAT, id="a"), dict(COZMOX_CHAT, id="b")]), {}, NOW)
+    assert [r["chat_id"] for r in batch.chats] == ["a"] and [r["record_key"] for r in batch.rejected] == ["b"]
+    assert {r["chat_id"] for r in messages_of(batch)} == {"a"}
+
+
 def test_children_fingerprints_follow_the_turns_costs_and_usage_time_alone():
     def fingerprint(chat):
         return cozmox.flatten(_as_sent([chat]), {}, NOW).chats[0]["children_fingerprint"]
