@@ -175,12 +175,12 @@ ROW_LISTS = ("chats", "messages", "usage", "costs", "chat_members", "message_fil
 
 @dataclass
 class Batch:
-    """Rows per table; every child row carries the `chat_id` it belongs to. Messages flattened
-    in DuckDB come as Arrow already (`message_tables`), beside those built in Python."""
+    """Rows per table; every child row carries the `chat_id` it belongs to. Rows flattened in
+    DuckDB come as Arrow already (`arrow`, by table name), beside those built in Python."""
 
     chats: list[Row] = field(default_factory=list)
     messages: list[Row] = field(default_factory=list)
-    message_tables: list[pa.Table] = field(default_factory=list)
+    arrow: dict[str, list[pa.Table]] = field(default_factory=dict)
     usage: list[Row] = field(default_factory=list)
     costs: list[Row] = field(default_factory=list)
     chat_members: list[Row] = field(default_factory=list)
@@ -191,7 +191,8 @@ class Batch:
     def extend(self, other: Batch) -> None:
         for name in ROW_LISTS:
             getattr(self, name).extend(getattr(other, name))
-        self.message_tables.extend(other.message_tables)
+        for name, tables in other.arrow.items():
+            self.arrow.setdefault(name, []).extend(tables)
 
     def merge(self, other: Batch) -> None:
         """Adds a later page's rows; a chat on both keeps only its newer copy, children and all.
@@ -211,9 +212,10 @@ class Batch:
     def _drop(self, chat_ids: set[str]) -> None:
         for name in ROW_LISTS[:-1]:
             setattr(self, name, [row for row in getattr(self, name) if row["chat_id"] not in chat_ids])
-        if self.message_tables:
+        if self.arrow:
             dropped = pa.array(sorted(chat_ids), pa.string())
-            self.message_tables = [t.filter(pc.invert(pc.is_in(t["chat_id"], dropped))) for t in self.message_tables]
+            self.arrow = {name: [t.filter(pc.invert(pc.is_in(t["chat_id"], dropped))) for t in tables]
+                          for name, tables in self.arrow.items()}
 
     def fingerprint_children(self) -> None:
         """Stamps the one chat of this batch with a hash of its child rows, so that a load can
@@ -238,8 +240,8 @@ class Batch:
                                            schema=schema)
                 for name, schema in SCHEMAS.items()
             }
-            if self.message_tables:
-                self._tables["messages"] = pa.concat_tables([self._tables["messages"], *self.message_tables])
+            for name, tables in self.arrow.items():
+                self._tables[name] = pa.concat_tables([self._tables[name], *tables])
         return self._tables
 
     def table(self, name: str) -> pa.Table:

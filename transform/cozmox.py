@@ -363,6 +363,6 @@ def flatten(records: list[Any], children: Mapping[str, list[Any]], received_at: 
         if loaded_from_duckdb != texts.keys():  # a chat refused after its turns were read
             kept = pa.array(sorted(loaded_from_duckdb), pa.string())
             turns_table = turns_table.filter(pc.is_in(turns_table["chat_id"], kept))
-        batch.message_tables.append(turns_table)
+        batch.arrow.setdefault("messages", []).append(turns_table)
     unique_keys(batch.rejected)
     return batch

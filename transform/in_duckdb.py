@@ -41,3 +41,18 @@ def query(sql: str, **tables: pa.Table) -> pa.Table:
     finally:
         for name in tables:
             con.unregister(name)
+
+
+def queries(read: str, selects: dict[str, str], **tables: pa.Table) -> dict[str, pa.Table]:
+    """The results of several queries over one table, `read`, which the query `read` makes of
+    the given tables once."""
+    con = _connection()
+    for name, table in tables.items():
+        con.register(name, table)
+    try:
+        con.execute(f"create or replace temp table read as {read}")
+        return {name: con.execute(sql).to_arrow_table(ARROW_BATCH_ROWS) for name, sql in selects.items()}
+    finally:
+        con.execute("drop table if exists read")
+        for name in tables:
+            con.unregister(name)

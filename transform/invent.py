@@ -1,19 +1,29 @@
 """Invent chats and their messages into warehouse rows.
 
 The chat list gives the chat, its members and its inbox state; the messages endpoint gives the
-messages, each with its parts (text, and files such as audio) and its token usage.
+messages, each with its parts (text, and files such as audio) and its token usage. pydantic
+reads the chats; their messages, most of the rows, are flattened a page at a time in DuckDB
+(`MESSAGES_SQL`), and by pydantic where they are not plain (`_plain_message`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from math import isfinite
 from typing import Any
 
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, StrictStr, field_validator
 
 from extract.http import dumps
-from transform.batch import Batch, Row
+from transform import in_duckdb
+from transform.batch import SCHEMAS, Batch, Row
 from transform.common import Int64, Record, Timestamp, read_page, reason, rejected_row, unique_keys
 
 SOURCE = "invent"
@@ -268,37 +278,226 @@ def _message_rows(chat_id: str, messages: list[tuple[Message, bytes]], batch: Ba
             )
 
 
+def _python_message_rows(chat_id: str, raw_messages: list[Any], received_at: datetime, rows: Batch) -> None:
+    """A chat's messages read by pydantic: each unreadable one is rejected with its reason."""
+    readable: dict[str, tuple[Message, bytes]] = {}
+    for index, raw_message in enumerate(raw_messages):
+        try:
+            if not isinstance(raw_message, dict):
+                raise ValueError(f"a message must be a JSON object, not {type(raw_message).__name__}")
+            message = Message.model_validate(raw_message)
+            text = dumps(raw_message)
+        except Exception as exc:  # noqa: BLE001 - any unreadable message is kept, with why
+            row = rejected_row(SOURCE, "messages", raw_message, index, reason(exc), received_at)
+            row["record_key"] = f"{chat_id}/{row['record_key']}"
+            rows.rejected.append(row)
+            continue
+        readable[message.id] = (message, text)
+    _message_rows(chat_id, list(readable.values()), rows)
+
+
+_TEXT = (str, type(None))
+_FLAG = (bool, type(None))
+_INT64 = range(-(2**63), 2**63)
+_USAGE_FIELDS = tuple(Usage.model_fields)
+# The times pydantic (`parse_time`) and DuckDB read alike; any other goes to pydantic. Years
+# stop at 2999 so that no offset takes a time past Python's calendar.
+_TIME = re.compile(r"[12]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+                   r"(T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?")
+
+
+def _count(value: Any) -> bool:
+    return value is None or (type(value) is int and value in _INT64)
+
+
+def _number(value: Any) -> bool:
+    kind = type(value)
+    return value is None or kind is int or (kind is float and isfinite(value))
+
+
+def _plain_part(part: Any) -> bool:
+    if type(part) is not dict:
+        return False
+    get = part.get
+    if not (type(get("type")) in _TEXT and _number(get("start_timestamp")) and _number(get("end_timestamp"))):
+        return False
+    audio = get("audio")
+    if audio is None:
+        return True
+    if type(audio) is not dict:
+        return False
+    get = audio.get
+    return (type(get("id")) in _TEXT and type(get("file_filename")) in _TEXT and _count(get("file_size"))
+            and type(get("file_mimetype")) in _TEXT and type(get("file_url")) in _TEXT)
+
+
+def _plain_usage(usage: Any) -> bool:
+    if type(usage) is not dict:
+        return False
+    for key in _USAGE_FIELDS:
+        value = usage.get(key)
+        if value is not None and (type(value) is not int or value not in _INT64):
+            return False
+    return True
+
+
+def _plain_message(message: Any) -> bool:
+    """Whether `Message` reads this message as it stands, so that MESSAGES_SQL may: an object
+    whose text fields are text, numbers numbers and flags flags (pydantic would convert a
+    numeric string, or refuse), with a time both read alike."""
+    if type(message) is not dict:
+        return False
+    get = message.get
+    message_id = get("id")
+    if not (type(message_id) is str and message_id and type(get("role")) in _TEXT and type(get("model")) in _TEXT
+            and type(get("status")) in _TEXT and type(get("broadcast_id")) in _TEXT
+            and type(get("is_broadcast_message")) in _FLAG):
+        return False
+    created = get("created_at")
+    if created is not None and not (type(created) is str and _TIME.fullmatch(created)):
+        return False
+    usage = get("usage")
+    if usage is not None and not _plain_usage(usage):
+        return False
+    contents = get("messages")
+    if contents is None:
+        return True
+    if type(contents) is not list:
+        return False
+    for content in contents:
+        if type(content) is not dict or type(content.get("role")) not in _TEXT:
+            return False
+        parts = content.get("parts")
+        if parts is not None and (type(parts) is not list or not all(map(_plain_part, parts))):
+            return False
+    return True
+
+
+def _plain_texts(raw_messages: list[Any]) -> list[bytes] | None:
+    """A chat's messages as JSON for MESSAGES_SQL, where all are plain; else None, which leaves
+    them to pydantic (as does a message orjson cannot write: nested past 255 levels)."""
+    if not all(map(_plain_message, raw_messages)):
+        return None
+    if len({message["id"] for message in raw_messages}) < len(raw_messages):
+        return None  # an id twice: pydantic keeps the later copy, and rejects an earlier one it cannot read
+    try:
+        return [orjson.dumps(message) for message in raw_messages]
+    except orjson.JSONEncodeError:
+        return None
+
+
+_FILE = {"id": "VARCHAR", "file_filename": "VARCHAR", "file_size": "BIGINT", "file_mimetype": "VARCHAR",
+         "file_url": "VARCHAR"}
+_PART = {"type": "VARCHAR", "text": "JSON", "audio": _FILE, "start_timestamp": "DOUBLE", "end_timestamp": "DOUBLE"}
+_MESSAGE = orjson.dumps({
+    "id": "VARCHAR", "role": "VARCHAR", "model": "VARCHAR", "status": "VARCHAR", "created_at": "VARCHAR",
+    "broadcast_id": "VARCHAR", "is_broadcast_message": "BOOLEAN", "messages": [{"parts": [_PART]}],
+    "usage": dict.fromkeys(_USAGE_FIELDS, "BIGINT"),
+}).decode()
+
+# The rows `_message_rows` builds, built in DuckDB from a page's messages (`page`: chat_id and
+# the message's JSON, `_plain_texts`): the messages are read once (`READ_SQL`), then each
+# table's rows are selected from them.
+READ_SQL = f"""
+select chat_id, raw, m, m.created_at::timestamptz as created_at,
+       flatten(list_transform(coalesce(m.messages, []), lambda c: coalesce(c.parts, []))) as parts
+from (select chat_id, raw, json_transform(raw, '{_MESSAGE}') as m from page)
+"""
+MESSAGES_SQL = {
+    "messages": f"""
+select '{SOURCE}' as source, m.id as message_id, chat_id, 'message' as kind,
+       -- a message's place in its chat (rank: 1 + the page's messages of chats before it); one
+       -- order over the page costs DuckDB a third of a window per chat
+       (row_number() over (order by chat_id, created_at nulls last, m.id) - rank() over (order by chat_id))::integer
+           as seq,
+       m.role,
+       nullif(array_to_string(list_transform(
+           list_filter(parts, lambda p: coalesce(p.type, 'text') = 'text' and json_type(p.text) = 'VARCHAR'
+                                        and (p.text ->> '$') <> ''),
+           lambda p: p.text ->> '$'), chr(10)), '') as content,
+       created_at, null::double as seconds_from_start, m.model, m.status, null::json as tool_calls,
+       null::varchar as tool_call_id, null::varchar as name, m.broadcast_id,
+       m.is_broadcast_message as is_broadcast, raw
+from read
+""",
+    "message_files": f"""
+select '{SOURCE}' as source, message_id, chat_id, part_seq::integer as part_seq, p.type as part_type,
+       p.audio.id as file_id, p.audio.file_filename as file_name, p.audio.file_size, p.audio.file_mimetype as mime_type,
+       p.audio.file_url, p.start_timestamp as start_ms, p.end_timestamp as end_ms
+from (select chat_id, m.id as message_id, unnest(parts) as p, generate_subscripts(parts, 1) - 1 as part_seq from read)
+where p.audio is not null
+""",
+    "usage": f"""
+select '{SOURCE}' as source, m.id as message_id, chat_id, created_at, m.model,
+       m.usage.input_tokens, m.usage.output_tokens, m.usage.total_tokens, m.usage.reasoning_tokens,
+       coalesce(m.usage.cached_input_tokens, m.usage.input_tokens_cache_read) as cached_input_tokens,
+       m.usage.input_tokens_cache_read as cache_read_tokens, m.usage.input_tokens_cache_write as cache_write_tokens
+from read
+where m.usage is not null
+""",
+}
+
+
+def _message_rows_in_duckdb(texts: dict[str, list[bytes]]) -> dict[str, pa.Table] | None:
+    """The rows MESSAGES_SQL makes of these chats' messages (chat id -> `_plain_texts`), by
+    table; None where DuckDB cannot read the page (a date that is not one, memory), which
+    leaves the page's messages to pydantic."""
+    chat_ids = [chat_id for chat_id, messages in texts.items() for _ in messages]
+    if not chat_ids:
+        return {}
+    page = pa.table({
+        "chat_id": pa.array(chat_ids, pa.string()),
+        "raw": pa.array([text for messages in texts.values() for text in messages], pa.binary()).cast(pa.string()),
+    })
+    try:
+        tables = in_duckdb.queries(READ_SQL, MESSAGES_SQL, page=page)
+    except duckdb.Error:
+        return None
+    return {name: table.cast(SCHEMAS[name]) for name, table in tables.items()}
+
+
+def _fingerprint(texts: list[bytes], rows: Batch) -> str:
+    """A hash of everything a chat's child rows are made of: its messages and its members."""
+    digest = hashlib.blake2b(b"\n".join(texts), digest_size=16)
+    digest.update(orjson.dumps(rows.chat_members))
+    return digest.hexdigest()
+
+
 def flatten(records: list[Any], messages: Mapping[str, list[Any]], received_at: datetime,
             org_id: str | None = None) -> Batch:
     """Chats with their messages into rows; an unreadable chat is rejected, and so is an
     unreadable message, while its chat loads. A chat that names no org belongs to the account's."""
     chats, rejected = read_page(Chat, records, SOURCE, received_at)
     batch = Batch(rejected=rejected)
+    plain = ((chat.id, _plain_texts(messages.get(chat.id, []))) for chat, _, _, _ in chats)
+    texts = {chat_id: chat_texts for chat_id, chat_texts in plain if chat_texts is not None}
+    tables = _message_rows_in_duckdb(texts)
+    loaded_from_duckdb: set[str] = set()
     for chat, raw, text, _ in chats:
         rows = Batch()
+        read_in_duckdb = tables is not None and chat.id in texts
         try:
             rows.chats.append(_chat_row(chat, text))
             if rows.chats[0]["org_id"] is None:
                 rows.chats[0]["org_id"] = org_id
             _member_rows(chat, rows)
-            readable: dict[str, tuple[Message, bytes]] = {}
-            for index, raw_message in enumerate(messages.get(chat.id, [])):
-                try:
-                    if not isinstance(raw_message, dict):
-                        raise ValueError(f"a message must be a JSON object, not {type(raw_message).__name__}")
-                    message = Message.model_validate(raw_message)
-                    text = dumps(raw_message)
-                except Exception as exc:  # noqa: BLE001 - any unreadable message is kept, with why
-                    row = rejected_row(SOURCE, "messages", raw_message, index, reason(exc), received_at)
-                    row["record_key"] = f"{chat.id}/{row['record_key']}"
-                    rows.rejected.append(row)
-                    continue
-                readable[message.id] = (message, text)
-            _message_rows(chat.id, list(readable.values()), rows)
-            rows.fingerprint_children()
+            if read_in_duckdb:
+                rows.chats[0]["children_fingerprint"] = _fingerprint(texts[chat.id], rows)
+            else:
+                _python_message_rows(chat.id, messages.get(chat.id, []), received_at, rows)
+                rows.fingerprint_children()
         except Exception as exc:  # noqa: BLE001 - valid in shape, yet not storable
             batch.rejected.append(rejected_row(SOURCE, "chats", raw, 0, reason(exc), received_at))
             continue
         batch.extend(rows)
+        if read_in_duckdb:
+            loaded_from_duckdb.add(chat.id)
+    if tables is not None:
+        kept = pa.array(sorted(loaded_from_duckdb), pa.string())
+        for name, table in tables.items():
+            if table.num_rows:
+                if loaded_from_duckdb != texts.keys():  # a chat refused after its messages were read
+                    table = table.filter(pc.is_in(table["chat_id"], kept))
+                batch.arrow.setdefault(name, []).append(table)
     unique_keys(batch.rejected)
     return batch

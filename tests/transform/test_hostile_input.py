@@ -114,9 +114,9 @@ def assert_nothing_lost(records, batch):
 _warehouse: list[Warehouse] = []
 
 
-def messages_of(batch):
-    """A batch's message rows, built in Python or in DuckDB."""
-    return batch.table("messages").to_pylist()
+def rows_of(batch, table):
+    """A batch's rows of one table, built in Python or in DuckDB."""
+    return batch.table(table).to_pylist()
 
 
 def load(source, batch):
@@ -155,7 +155,7 @@ def test_invent_pages_and_messages_never_crash_and_lose_nothing(records, message
     for chat_id in ids:
         if any(r["chat_id"] == chat_id for r in batch.chats):
             # each message is a row of this chat or a rejected record of it
-            held = sum(1 for m in messages_of(batch) if m["chat_id"] == chat_id)
+            held = sum(1 for m in rows_of(batch, "messages") if m["chat_id"] == chat_id)
             refused = sum(1 for r in batch.rejected if r["record_key"].startswith(f"{chat_id}/"))
             distinct = len({m.get("id") for m in messages if isinstance(m, dict) and isinstance(m.get("id"), str) and m.get("id")})
             assert held + refused >= min(distinct, 1) if messages else held == 0
@@ -222,7 +222,7 @@ def test_deep_nesting_and_huge_strings_load():
     chat = dict(COZMOX_CHAT, assistantOverrides=deep, name="é" * 2_000_000,
                 messages=[{"role": "user", "message": "🦆" * 500_000, "time": 1767225600000}])
     batch = cozmox.flatten(decode(json.dumps([chat]).encode(), "/chat"), {}, NOW)
-    assert [r["chat_id"] for r in batch.chats] == ["chat-1"] and len(messages_of(batch)[0]["content"]) == 500_000
+    assert [r["chat_id"] for r in batch.chats] == ["chat-1"] and len(rows_of(batch, "messages")[0]["content"]) == 500_000
     load("cozmox", batch)
     depth = _warehouse[0].scalar("select json_extract(raw, '$.assistantOverrides.next.next.next') is not null from chats")
     assert depth is True
