@@ -62,8 +62,9 @@ def paths(value, prefix=()):
 
 
 @st.composite
-def mutated(draw, base):
-    """The documented record with a few values replaced by anything, or removed."""
+def mutated(draw, base, values=lambda old: json_values):
+    """The documented record with a few values replaced, or removed: by anything, or by what
+    `values` draws for the value replaced."""
     record = copy.deepcopy(base)
     for _ in range(draw(st.integers(0, 4))):
         spots = [p for p in paths(record) if p]
@@ -76,7 +77,7 @@ def mutated(draw, base):
         if draw(st.booleans()) and isinstance(holder, dict):
             del holder[path[-1]]
         else:
-            holder[path[-1]] = draw(json_values)
+            holder[path[-1]] = draw(values(holder[path[-1]]))
     return record
 
 
