@@ -24,9 +24,9 @@ of them alike:
     chatsync sync --full-refresh    the whole command, into a new warehouse
     chatsync, empty API (start-up)  `chatsync sync` against the simulator with no chats, into
                                     a new warehouse: the fixed cost of a command (warm)
-    chatsync, empty API, cold       the same with --full-refresh, which always starts cold: the
-                                    fixed cost the full refresh paid, which the work beyond
-                                    start-up leaves out
+    chatsync, empty API, cold       the same command run cold (`python -m flows.cli`), as the
+                                    first command after the waiting process stopped: for
+                                    reference, since the full refresh starts warm
     chatsync sync, 1% changed       `chatsync sync` into the full refresh's warehouse after 1%
                                     of each source's chats got a new message
 
@@ -270,7 +270,7 @@ def bench_size(name: str, repeat: int, with_dlt: bool, work: Path, home: str,
             database = str(work / f"{name}-{i}.duckdb")
             env = chatsync_env(server, database, home)
             wait_for_warm_start(home)
-            runs.setdefault(FULL, []).append(run([CHATSYNC, "sync", "--full-refresh"], env, sim, warm=False))
+            runs.setdefault(FULL, []).append(run([CHATSYNC, "sync", "--full-refresh"], env, sim, warm=True))
             check(FULL, chatsync_rows(database), expected)
 
             nothing = str(work / f"empty-{name}-{i}.duckdb")
@@ -278,9 +278,9 @@ def bench_size(name: str, repeat: int, with_dlt: bool, work: Path, home: str,
                 run([CHATSYNC, "sync"], chatsync_env(empty, nothing, home), empty.sim, warm=True))
             check(EMPTY, chatsync_rows(nothing), NO_ROWS)
             remove(nothing)
-            # A full refresh never starts warm: what it pays before its work is this.
             runs.setdefault(EMPTY_COLD, []).append(
-                run([CHATSYNC, "sync", "--full-refresh"], chatsync_env(empty, nothing, home), empty.sim, warm=False))
+                run([sys.executable, "-m", "flows.cli", "sync"], chatsync_env(empty, nothing, home), empty.sim,
+                    warm=False))
             check(EMPTY_COLD, chatsync_rows(nothing), NO_ROWS)
             remove(nothing)
 
@@ -308,14 +308,13 @@ def report(name: str, results: dict[str, Measure], rows: Rows) -> None:
               f" {m.requests:8d}")
 
     full, startup, floor = results[FULL], results[EMPTY], results[FLOOR]
-    cold = results[EMPTY_COLD]
     incremental = results[INCREMENTAL]
     print("targets:")
     if DLT_TUNED in results:
         ratio = results[DLT_TUNED].seconds / full.seconds
         verdict("dlt tuned / chatsync full refresh (wall)", f"{ratio:.2f}", ">= 3", ratio >= 3)
-    beyond = (full.seconds - cold.seconds) / floor.seconds
-    verdict("(chatsync full refresh - its start-up, cold) / floor", f"{beyond:.2f}", "<= 2", beyond <= 2)
+    beyond = (full.seconds - startup.seconds) / floor.seconds  # the full refresh starts warm
+    verdict("(chatsync full refresh - its start-up) / floor", f"{beyond:.2f}", "<= 2", beyond <= 2)
     verdict("start-up: chatsync, empty API, warm Prefect home", f"{startup.seconds:.2f} s", "<= 2 s",
             startup.seconds <= 2)
     verdict("peak memory of the full refresh", f"{full.peak_mb:.0f} MB", "<= 450 MB", full.peak_mb <= 450)
@@ -327,7 +326,7 @@ def report(name: str, results: dict[str, Measure], rows: Rows) -> None:
               f" dlt tuned / floor: {results[DLT_TUNED].seconds / floor.seconds:.2f}")
     # Whatever overlaps with what, the cores cannot do the work in less than its CPU time over
     # their number: the part of the gap to the floor that is CPU, not waiting.
-    work_cpu = full.cpu_seconds - cold.cpu_seconds + full.simulator_cpu_seconds
+    work_cpu = full.cpu_seconds - startup.cpu_seconds + full.simulator_cpu_seconds
     cores = os.cpu_count() or 1
     print(f"  CPU of the full refresh less start-up, with the simulator's: {work_cpu:.1f} s, so at least"
           f" {work_cpu / cores:.1f} s on {cores} cores (the target allows {2 * floor.seconds:.1f} s)")

@@ -49,11 +49,12 @@ from typing import Any
 from flows import temporary_server
 from flows.prefect_env import configure
 
-# The short commands that run often. A full refresh or a backfill is long, gains little from
-# 1.8 s, and peaked 50-80 MB higher in a copy at the bench's larger size (690-720 MB against
-# 635-640 MB cold; the cause was not found).
+# The commands that run from schedulers. A full refresh runs warm too: at the bench's larger size a
+# copy took 21.3-24.5 s and peaked at 508-521 MB, against 23.0-25.2 s and 536-548 MB cold (five
+# interleaved pairs; copies once peaked higher, 690-720 MB against 635-640 MB, for a cause not
+# found). A backfill stays cold: long, and not measured in a copy.
 COMMANDS = frozenset({"sync", "reconcile"})
-COLD_OPTIONS = frozenset({"--help", "-h", "--full-refresh"})
+COLD_OPTIONS = frozenset({"--help", "-h"})
 OWN_PACKAGES = frozenset({"flows", "extract", "transform", "load", "sql", "simulator"})
 SOCKET = "warm-start.sock"
 LOG = "warm-start.log"

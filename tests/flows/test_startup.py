@@ -284,7 +284,8 @@ def test_commands_after_the_first_run_warm_and_load_what_a_cold_one_would(sim, s
 
     full = subprocess.run([EXE, "sync", "--full-refresh"], env=dict(os.environ), capture_output=True, timeout=300)
     assert full.returncode == 0
-    assert len(warm_runs(home)) == 2, "a full refresh runs cold"
+    assert [line.split(" (PID")[0] for line in warm_runs(home)][2:] == ["ran `sync --full-refresh`"]
+    assert_warehouse_matches(sim, settings.database)
 
 
 def test_a_command_whose_environment_prefect_reads_differs_runs_cold_and_waits_next(sim, settings, cli_env, home):
@@ -356,6 +357,6 @@ def test_only_short_commands_that_ask_nothing_at_a_prompt_start_warm(home):
     from flows.warm_start import eligible
 
     assert eligible(["sync"]) and eligible(["sync", "--source", "cozmox"]) and eligible(["reconcile"])
-    assert not eligible(["sync", "--full-refresh"]) and not eligible(["backfill", "--since", "30d"])
+    assert eligible(["sync", "--full-refresh"]) and not eligible(["backfill", "--since", "30d"])
     assert not eligible(["sync", "--cozmox-api-key", "-"]) and not eligible(["sync", "--cozmox-api-key=-"])
     assert not eligible(["query", "select 1"]) and not eligible(["sync", "--help"])
