@@ -4,7 +4,7 @@ Each one changes the interpreter for the whole process or reaches past a library
 surface, so each can stop helping quietly when a library changes. The entry points (the
 `chatsync` command and the flows) call `apply()` once; `CHATSYNC_TWEAKS=off` runs without any,
 and a test checks a sync gives the same rows either way. The gains are a large sync's (20,000
-Cozmox and 5,000 Invent chats); docs/performance.md has the runs behind them.
+Cozmox and 5,000 Invent chats); docs/performance.md has the measurements behind them.
 """
 
 from __future__ import annotations
