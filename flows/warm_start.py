@@ -3,12 +3,13 @@
 Before its first request, every flow command spends about 1.8 s of CPU importing Prefect and
 chatsync (a third of that building Prefect's pydantic models), which is most of an incremental
 sync from cron. So beside chatsync's local Prefect server waits one process that has done those
-imports once and does nothing else. A short command (`sync`, `reconcile`) connects to its
-socket and hands it the command line, the environment, the working folder and its own standard
-input, output and error; the process forks, and the copy runs the command exactly as the
-installed command would (flows/cli.py), writing to the caller's terminal or files. The caller
-waits, passes on the signals it gets (Ctrl-C, a kill), and exits with the copy's status. A
-caller that dies ends its copy at once (the kernel's SIGIO, as its socket closes).
+imports once and does nothing else. A command from a scheduler (`sync`, with or without
+`--full-refresh`, and `reconcile`) connects to its socket and hands it the command line, the
+environment, the working folder and its own standard input, output and error; the process forks,
+and the copy runs the command exactly as the installed command would (flows/cli.py), writing to
+the caller's terminal or files. The caller waits, passes on the signals it gets (Ctrl-C, a
+kill), and exits with the copy's status. A caller that dies ends its copy at once (the kernel's
+SIGIO, as its socket closes).
 
 The waiting process only takes commands it can run as a fresh one would, and otherwise the
 command runs cold, as before:

@@ -227,7 +227,8 @@ class Warehouse:
             self._reader.close()
         if self._memory_limit_mib is not None:
             # The checkpoint at close runs alone, and compresses row groups on every thread it has:
-            # 2.1-2.9 s against 3.1-4.2 s on one after the bench's larger full refresh, same peak.
+            # 2.0-3.1 s against 2.9-4.7 s on one after the bench's larger full refresh (eight
+            # interleaved pairs), same peak.
             # A connection DuckDB gave up on refuses it, and is closed below all the same.
             with contextlib.suppress(duckdb.Error):
                 self.con.execute("reset threads")

@@ -353,7 +353,7 @@ def test_a_waiting_process_whose_code_changed_stops_and_the_command_runs_cold(si
     assert waiting_process(home, nth=2) != waiting, "the cold command left a fresh one"
 
 
-def test_only_short_commands_that_ask_nothing_at_a_prompt_start_warm(home):
+def test_only_scheduled_commands_that_ask_nothing_at_a_prompt_start_warm(home):
     from flows.warm_start import eligible
 
     assert eligible(["sync"]) and eligible(["sync", "--source", "cozmox"]) and eligible(["reconcile"])
