@@ -119,7 +119,15 @@ def _run_flow(flow: Any, settings: Settings, source: str | None, account: str | 
 
 def outcome(state: Any) -> list:
     """The run's summaries, printed; a failed run raises with the accounts' errors."""
-    summaries = state.result(raise_on_failure=False)
+    from prefect.exceptions import MissingResult
+
+    try:
+        summaries = state.result(raise_on_failure=False)
+    except MissingResult:
+        # The run's last state as the server holds it, without the result: seen once, under load,
+        # after the flow had finished (a request that set it retried and was answered so).
+        summaries = []
+        out.print("The run's summary did not come back from Prefect; `chatsync status` shows what it did.")
     if isinstance(summaries, list):
         print_summary(summaries)
     if not state.is_completed():

@@ -343,3 +343,16 @@ def test_the_summary_prints_each_warning_under_the_table(sim, settings, cli_env,
     table_end = out.index("└")
     assert "  cozmox: warning: " in out[table_end:] and "reading on with pages of 7" in out[table_end:]
     assert_warehouse_matches(sim, settings.database)
+
+
+def test_a_completed_run_whose_result_prefect_lost_still_succeeds(capsys):
+    # Prefect answers a state without its data when the server's copy is all it has (a retried
+    # request that set the run's last state); the run itself finished.
+    from prefect.states import Completed, Failed
+
+    from flows.commands import CommandError, outcome
+
+    assert outcome(Completed()) == []
+    assert "`chatsync status` shows what it did" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="all accounts failed"):
+        outcome(Failed(message="all accounts failed"))
