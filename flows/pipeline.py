@@ -168,7 +168,7 @@ def grouped(steps: Iterator[LoadStep]) -> Iterator[LoadStep]:
             pending.fetched += step.fetched
             pending.watermark = step.watermark or pending.watermark
             pending.deferred.update(step.deferred)
-        if len(pending.batch.chats) >= GROUP_CHATS or pending.batch.raw_bytes >= GROUP_RAW_BYTES:
+        if pending.batch.chat_count >= GROUP_CHATS or pending.batch.raw_bytes >= GROUP_RAW_BYTES:
             yield pending
             pending = None
     if pending is not None:

@@ -486,7 +486,7 @@ class Warehouse:
         con.execute("begin")
         try:
             chats_upserted, messages_upserted = 0, 0
-            if batch.chats:
+            if batch.chat_count:
                 chats = batch.table("chats")
                 con.register("batch_chats", chats)
                 rewrite = "true" if rebuild else "c.children_fingerprint is distinct from b.children_fingerprint"

@@ -194,15 +194,27 @@ class Batch:
         for name, tables in other.arrow.items():
             self.arrow.setdefault(name, []).extend(tables)
 
+    @property
+    def chat_count(self) -> int:
+        return len(self.chats) + sum(table.num_rows for table in self.arrow.get("chats", []))
+
+    def _chat_times(self) -> dict[str, Any]:
+        """Each chat's id and `updated_at`, wherever its row was built."""
+        times = {row["chat_id"]: row["updated_at"] for row in self.chats}
+        for table in self.arrow.get("chats", []):
+            times.update(zip(table["chat_id"].to_pylist(), table["updated_at"].to_pylist(), strict=True))
+        return times
+
     def merge(self, other: Batch) -> None:
         """Adds a later page's rows; a chat on both keeps only its newer copy, children and all.
 
         A chat updated while the pages were read shows up twice, once per place it held.
         """
-        mine = {row["chat_id"]: row["updated_at"] for row in self.chats}
-        older_here = {row["chat_id"] for row in other.chats
-                      if row["chat_id"] in mine and row["updated_at"] >= mine[row["chat_id"]]}
-        older_there = {row["chat_id"] for row in other.chats if row["chat_id"] in mine} - older_here
+        mine = self._chat_times()
+        theirs = other._chat_times().items() if mine else ()
+        older_here = {chat_id for chat_id, updated_at in theirs
+                      if chat_id in mine and updated_at >= mine[chat_id]}
+        older_there = {chat_id for chat_id, _ in theirs if chat_id in mine} - older_here
         if older_here:
             self._drop(older_here)
         if older_there:
@@ -230,7 +242,8 @@ class Batch:
 
     @property
     def raw_bytes(self) -> int:
-        return sum(len(row["raw"] or "") for row in self.chats)
+        return (sum(len(row["raw"] or "") for row in self.chats)
+                + sum(table["raw"].nbytes for table in self.arrow.get("chats", [])))
 
     def tables(self) -> dict[str, pa.Table]:
         """Every table's rows as Arrow, built once; the rows may not change after."""

@@ -122,15 +122,16 @@ def as_received(record: Any) -> tuple[Any, bytes]:
 
 
 def read_page(model: type[Record], records: list[Any], source: str, received_at: datetime,
-              stream: str = "chats") -> tuple[list[Readable], list[Row]]:
+              stream: str = "chats", positions: list[int] | None = None) -> tuple[list[Readable], list[Row]]:
     """The readable records of a page, the newest copy of each id, and the rejected rest.
 
-    Records come decoded or as JSON text. A page that names one record twice keeps its newest
+    Records come decoded or as JSON text, from the places on their page that `positions` gives
+    where they are not the whole page. A page that names one record twice keeps its newest
     copy, so the load sees each key once.
     """
     rejected: list[Row] = []
     newest: dict[str, Readable] = {}
-    for index, item in enumerate(records):
+    for index, item in zip(positions or range(len(records)), records, strict=True):
         raw = item
         try:
             raw, text = as_received(item)

@@ -2,26 +2,28 @@
 
 A chat carries its messages, output, input and costs inline; messages have no id of their own,
 so a message is named by its chat, its list and its position (docs/schema.md, messages).
-pydantic reads a chat less its turns; the turns, most of its rows, are flattened a page at a
-time in DuckDB (`TURNS_SQL`), and by pydantic where they are not plain.
+A plain chat, one whose fields already have the types the warehouse wants, is checked by msgspec
+and flattened whole by SQL in DuckDB, a page at a time; any other is read by pydantic, which
+converts what it can and refuses the rest with its reasons.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import duckdb
+import msgspec
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field, StrictStr, field_validator
 
+from extract.cozmox import ChatKey
 from extract.http import dumps
+from extract.times import parse_time
 from transform import in_duckdb
-from transform.batch import SCHEMAS, Batch
+from transform.batch import SCHEMAS, TS, Batch
 from transform.common import (
     Int64,
     Record,
@@ -90,8 +92,9 @@ def _flattened_parts(assistant: dict[str, Any]) -> dict[str, Any]:
     return parts
 
 
-class ChatHead(Record):
-    """A chat as Python reads it: its turns are flattened in DuckDB (TURNS_SQL)."""
+class Chat(Record):
+    """A chat as pydantic reads it: for the chats that are not plain, or whose page DuckDB
+    could not read."""
 
     id: StrictStr = Field(min_length=1)
     org_id: str | None = Field(None, alias="orgId")
@@ -104,9 +107,9 @@ class ChatHead(Record):
     status: str | None = None
     session_id: str | None = Field(None, alias="sessionId")
     previous_chat_id: str | None = Field(None, alias="previousChatId")
-    input: str | list[Any] | None = None
-    messages: list[Any] | None = None
-    output: list[Any] | None = None
+    input: str | list[Turn] | None = None
+    messages: list[Turn] | None = None
+    output: list[Turn] | None = None
     costs: list[CostEntry] | None = None
     cost: float | None = None
 
@@ -121,23 +124,6 @@ class ChatHead(Record):
         chat's bytes, and a group's chats stay decoded until their rows are built."""
         assistant = raw.get("assistant")
         return {**raw, "assistant": _flattened_parts(assistant)} if isinstance(assistant, dict) else raw
-
-    @classmethod
-    def read(cls, kept: dict[str, Any]) -> Any:
-        """A chat whose turns are not all plain is read whole, as a `Chat`: one pydantic refuses
-        is refused here, with its reason, before a later copy on the page can replace it."""
-        if cls is ChatHead and not _plain_turns(kept):
-            return Chat.model_validate(kept)
-        return super().read(kept)
-
-
-class Chat(ChatHead):
-    """A chat with its turns read by pydantic as well: for the chats whose turns are not plain
-    (`_plain`), or whose page DuckDB could not read."""
-
-    input: str | list[Turn] | None = None
-    messages: list[Turn] | None = None
-    output: list[Turn] | None = None
 
 
 def _nested(obj: Any, *path: str) -> Any:
@@ -160,7 +146,7 @@ def _content(value: Any) -> str | bytes | None:
 
 
 def turn_rows(chat: Chat, batch: Batch) -> None:
-    """The rows of a chat's turns, read by pydantic: for the chats TURNS_SQL leaves to Python."""
+    """The rows of a chat's turns, as MESSAGES_SQL makes them of a plain chat."""
     cid = chat.id
     lists: list[tuple[str, list[Turn]]] = [("message", chat.messages or []), ("output", chat.output or [])]
     if isinstance(chat.input, list):
@@ -186,7 +172,7 @@ def turn_rows(chat: Chat, batch: Batch) -> None:
             )
 
 
-def chat_rows(chat: ChatHead, raw: dict[str, Any], text: bytes, batch: Batch) -> None:
+def chat_rows(chat: Chat, raw: dict[str, Any], text: bytes, batch: Batch) -> None:
     """The chat's row, its costs and its usage: all but its turns."""
     cid = chat.id
     assistant = chat.assistant or {}
@@ -246,20 +232,179 @@ def chat_rows(chat: ChatHead, raw: dict[str, Any], text: bytes, batch: Batch) ->
             )
 
 
-_ENTRY = orjson.dumps({"role": "VARCHAR", "message": "VARCHAR", "content": "JSON", "time": "DOUBLE",
-                       "secondsFromStart": "DOUBLE", "tool_calls": "JSON", "tool_call_id": "VARCHAR",
-                       "name": "VARCHAR"}).decode()
-_LISTS = f'{{"messages": [{_ENTRY}], "output": [{_ENTRY}], "input": [{_ENTRY}]}}'
+# -- plain chats, flattened whole in DuckDB ---------------------------------------------------
+#
+# A chat whose every flattened field already has the type its model wants is read by msgspec,
+# which checks those types in C and skips the rest of the chat unparsed, and all its rows are
+# made by SQL from its text. A chat that is not plain (a number where text belongs, a numeric
+# string, a field by its snake-case name, which pydantic reads too) is read by pydantic, which
+# converts or refuses it as it always has. An object that names a field twice is read by SQL as
+# DuckDB reads it, first copy first, as queries over `raw` in the warehouse read it too.
 
-# The rows `turn_rows` builds, built in DuckDB from each chat's `turns` text (see `_turns`).
-TURNS_SQL = f"""
-with lists as (
-    select chat_id, json_transform(turns, '{_LISTS}') as lists from page
-), entries as (
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+# What `_nested` reads as no value at all; a number would be written by Python's `str`.
+_NotANumber = str | bool | list[Any] | dict[str, Any] | None
+_UNSET = msgspec.UNSET
+
+
+class _PlainTurn(msgspec.Struct):
+    role: str | None = None
+    message: str | None = None
+    content: Any = None
+    time: float | None = None
+    secondsFromStart: float | None = None
+    seconds_from_start: msgspec.UnsetType = _UNSET
+    tool_calls: Any = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+class _PlainModel(msgspec.Struct):
+    model: str | None = None
+    provider: str | None = None
+
+
+class _PlainCost(msgspec.Struct):
+    type: str | None = None
+    model: _PlainModel | str | None = None
+    promptTokens: _Int64 | None = None
+    completionTokens: _Int64 | None = None
+    cachedPromptTokens: _Int64 | None = None
+    reasoningTokens: _Int64 | None = None
+    cost: float | None = None
+    prompt_tokens: msgspec.UnsetType = _UNSET
+    completion_tokens: msgspec.UnsetType = _UNSET
+    cached_prompt_tokens: msgspec.UnsetType = _UNSET
+    reasoning_tokens: msgspec.UnsetType = _UNSET
+
+
+class _PlainPart(msgspec.Struct):
+    provider: _NotANumber = None
+    model: _NotANumber = None
+    voiceId: _NotANumber = None
+
+
+class _PlainAssistant(msgspec.Struct):
+    model: _PlainPart | str | bool | list[Any] | None = None
+    voice: _PlainPart | str | bool | list[Any] | None = None
+    transcriber: _PlainPart | str | bool | list[Any] | None = None
+
+
+class _PlainChat(msgspec.Struct):
+    id: Annotated[str, msgspec.Meta(min_length=1)]
+    updatedAt: str
+    createdAt: str | None = None
+    orgId: str | None = None
+    assistantId: str | None = None
+    squadId: str | None = None
+    assistant: _PlainAssistant | None = None
+    name: str | None = None
+    status: str | None = None
+    sessionId: str | None = None
+    previousChatId: str | None = None
+    input: str | list[_PlainTurn] | None = None
+    messages: list[_PlainTurn] | None = None
+    output: list[_PlainTurn] | None = None
+    costs: list[_PlainCost] | None = None
+    cost: float | None = None
+    org_id: msgspec.UnsetType = _UNSET
+    created_at: msgspec.UnsetType = _UNSET
+    updated_at: msgspec.UnsetType = _UNSET
+    assistant_id: msgspec.UnsetType = _UNSET
+    squad_id: msgspec.UnsetType = _UNSET
+    session_id: msgspec.UnsetType = _UNSET
+    previous_chat_id: msgspec.UnsetType = _UNSET
+
+
+_PLAIN = msgspec.json.Decoder(_PlainChat)
+_KEY = msgspec.json.Decoder(ChatKey)
+
+
+def _plain_chat(text: bytes) -> tuple[str, datetime, datetime | None] | None:
+    """The id and times of a plain chat; None for any other."""
+    try:
+        chat = _PLAIN.decode(text)
+        return chat.id, parse_time(chat.updatedAt), None if chat.createdAt is None else parse_time(chat.createdAt)
+    except (msgspec.DecodeError, RecursionError, ValueError):
+        return None
+
+
+def _key_of(record: Any) -> str | None:
+    """The id a record that is not plain says it has, if it is text."""
+    try:
+        key = record.get("id") if isinstance(record, dict) else _KEY.decode(record).id
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return key if isinstance(key, str) else None
+
+
+_TURN = orjson.dumps({"role": "VARCHAR", "message": "VARCHAR", "content": "JSON", "time": "DOUBLE",
+                      "secondsFromStart": "DOUBLE", "tool_calls": "JSON", "tool_call_id": "VARCHAR",
+                      "name": "VARCHAR"}).decode()
+_COST = orjson.dumps({"type": "VARCHAR", "model": "JSON", "promptTokens": "BIGINT", "completionTokens": "BIGINT",
+                      "cachedPromptTokens": "BIGINT", "reasoningTokens": "BIGINT", "cost": "DOUBLE"}).decode()
+_PART = '{"provider": "JSON", "model": "JSON", "voiceId": "JSON"}'
+_SHAPE = (f'{{"orgId": "VARCHAR", "assistantId": "VARCHAR", "squadId": "VARCHAR", "name": "VARCHAR", '
+          f'"status": "VARCHAR", "sessionId": "VARCHAR", "previousChatId": "VARCHAR", "cost": "DOUBLE", '
+          f'"assistant": {{"model": {_PART}, "voice": {_PART}, "transcriber": {_PART}}}, '
+          f'"costs": ["JSON"], "messages": [{_TURN}], "output": [{_TURN}], "input": [{_TURN}]}}')
+
+
+def _assistant_text(part: str) -> str:
+    return f"case when json_type({part}) = 'VARCHAR' then {part} ->> '$' end"
+
+
+# `page` holds each plain chat's id, times, the account's org and the chat's text.
+READ_SQL = f"""
+select chat_id, created_at, updated_at, account_org_id, text,
+       json_transform(text, '{_SHAPE}') as j
+from page
+"""
+_CHAT_COLUMNS = {
+    "source": f"'{SOURCE}'", "chat_id": "chat_id", "org_id": "coalesce(j.orgId, account_org_id)",
+    "assistant_id": "j.assistantId", "squad_id": "j.squadId", "title": "j.name", "status": "j.status",
+    "created_at": "created_at", "updated_at": "updated_at", "cost": "j.cost", "session_id": "j.sessionId",
+    "previous_chat_id": "j.previousChatId",
+    **{column: _assistant_text(f"j.assistant.{key}.{name}") for column, (key, name) in ASSISTANT_COLUMNS.items()},
+    # a hash of what the chat's child rows are made of: its turns, its costs, its usage rows' time
+    "children_fingerprint": "hash(j.messages, j.output, j.input, j.costs, coalesce(created_at, updated_at))::varchar",
+    "raw": "text",  # typed JSON by Arrow: DuckDB's cast would parse it again
+}
+_NULL = {pa.string(): "null::varchar", pa.bool_(): "null::boolean", TS: "null::timestamptz"}
+CHATS_SQL = "select " + ", ".join(f"{_CHAT_COLUMNS.get(column.name) or _NULL[column.type]} as {column.name}"
+                                  for column in SCHEMAS["chats"]) + " from read"
+_COSTS = f"""
+select chat_id, c, seq::integer as seq, cost_text,
+       case json_type(c.model) when 'VARCHAR' then c.model ->> '$'
+                               when 'OBJECT' then c.model ->> '$.model' end as model,
+       case json_type(c.model) when 'OBJECT' then c.model ->> '$.provider' end as provider,
+       coalesce(created_at, updated_at) as usage_at
+from (select *, json_transform(cost_text, '{_COST}') as c
+      from (select chat_id, created_at, updated_at, unnest(j.costs) as cost_text,
+                   generate_subscripts(j.costs, 1) - 1 as seq from read where j.costs is not null))
+"""
+COSTS_SQL = f"""
+select '{SOURCE}' as source, chat_id, seq, c.type, model, provider, c.promptTokens as prompt_tokens,
+       c.completionTokens as completion_tokens, c.cachedPromptTokens as cached_prompt_tokens,
+       c.reasoningTokens as reasoning_tokens, c.cost, cost_text as raw
+from ({_COSTS})
+"""
+USAGE_SQL = f"""
+select '{SOURCE}' as source, chat_id || ':cost:' || seq as message_id, chat_id, usage_at as created_at, model,
+       c.promptTokens as input_tokens, c.completionTokens as output_tokens,
+       coalesce(c.promptTokens, 0) + coalesce(c.completionTokens, 0) as total_tokens,
+       c.reasoningTokens as reasoning_tokens, c.cachedPromptTokens as cached_input_tokens,
+       null::bigint as cache_read_tokens, null::bigint as cache_write_tokens
+from ({_COSTS})
+where c.promptTokens is not null or c.completionTokens is not null
+"""
+# The rows `turn_rows` builds.
+MESSAGES_SQL = f"""
+with entries as (
     select chat_id, kind, unnest(list) as e, generate_subscripts(list, 1) - 1 as seq
-    from (select chat_id, 'message' as kind, lists.messages as list from lists
-          union all select chat_id, 'output', lists.output from lists
-          union all select chat_id, 'input', lists.input from lists)
+    from (select chat_id, 'message' as kind, j.messages as list from read
+          union all select chat_id, 'output', j.output from read
+          union all select chat_id, 'input', j.input from read)
     where list is not null
 )
 select '{SOURCE}' as source, chat_id || ':' || kind || ':' || seq as message_id, chat_id, kind, seq::integer as seq,
@@ -274,95 +419,70 @@ select '{SOURCE}' as source, chat_id || ':' || kind || ':' || seq as message_id,
        null::varchar as broadcast_id, null::boolean as is_broadcast, null::json as raw
 from entries
 """
-
-_TEXT = (str, type(None))
-_NUMBER = (int, float, type(None))  # not bool, whose type is its own
+_SELECTS = {"chats": CHATS_SQL, "costs": COSTS_SQL, "usage": USAGE_SQL, "messages": MESSAGES_SQL}
 
 
-def _plain(entry: Any) -> bool:
-    """Whether `Turn` reads this entry as it stands, so that TURNS_SQL may: an object whose text
-    fields are text and numbers numbers (pydantic would convert a numeric string, or refuse),
-    without the snake-case name of `secondsFromStart`, which pydantic reads too."""
-    if type(entry) is not dict or "seconds_from_start" in entry:
-        return False
-    get = entry.get
-    return (type(get("role")) in _TEXT and type(get("message")) in _TEXT and type(get("tool_call_id")) in _TEXT
-            and type(get("name")) in _TEXT and type(get("time")) in _NUMBER
-            and type(get("secondsFromStart")) in _NUMBER)
-
-
-def _plain_turns(raw: dict[str, Any]) -> bool:
-    lists = (raw.get("messages"), raw.get("output"), raw.get("input"))
-    return all(_plain(entry) for turns in lists if isinstance(turns, list) for entry in turns)
-
-
-def _turns(raw: dict[str, Any]) -> bytes | None:
-    """A chat's turn lists as JSON for TURNS_SQL; None where orjson cannot write them (an
-    integer past 64 bits, nesting past 255 levels), which leaves them to pydantic."""
+def _rows_in_duckdb(plain: list[tuple[bytes, str, datetime, datetime | None]],
+                    org_id: str | None) -> dict[str, pa.Table] | None:
+    """Every row of these plain chats, made by SQL; None where DuckDB cannot read the page
+    (nesting, memory, an overflow), which leaves its chats to pydantic."""
+    page = pa.table({
+        "chat_id": pa.array([chat_id for _, chat_id, _, _ in plain], pa.string()),
+        "created_at": pa.array([created for *_, created in plain], TS),
+        "updated_at": pa.array([updated for _, _, updated, _ in plain], TS),
+        "account_org_id": pa.nulls(len(plain), pa.string()) if org_id is None else pa.array([org_id] * len(plain)),
+        "text": pa.array([text for text, *_ in plain], pa.binary()).cast(pa.string()),
+    })
     try:
-        return orjson.dumps({"messages": raw.get("messages"), "output": raw.get("output"), "input": raw.get("input")})
-    except orjson.JSONEncodeError:
+        tables = in_duckdb.queries(READ_SQL, _SELECTS, page=page)
+        return {name: table.cast(SCHEMAS[name]) for name, table in tables.items()}
+    except (duckdb.Error, pa.ArrowInvalid):
         return None
 
 
-def _children_fingerprint(turns: bytes, chat: ChatHead, raw: dict[str, Any]) -> str:
-    """A hash of everything a chat's child rows are made of: its turns, its costs, and the time
-    its usage rows carry."""
-    digest = hashlib.blake2b(turns, digest_size=16)
-    digest.update(dumps([raw.get("costs"), chat.created_at or chat.updated_at]))
-    return digest.hexdigest()
-
-
-def _turn_rows_in_duckdb(turns: dict[str, bytes]) -> pa.Table | None:
-    """The message rows TURNS_SQL makes of these chats' turns (chat id -> `_turns` text); None
-    where there are none to make, or where DuckDB cannot read the page (nesting, memory), which
-    leaves the page's turns to pydantic."""
-    if not turns:
-        return None
-    page = pa.table({"chat_id": pa.array(list(turns), pa.string()),
-                     "turns": pa.array(list(turns.values()), pa.binary()).cast(pa.string())})
-    try:
-        return in_duckdb.query(TURNS_SQL, page=page).cast(SCHEMAS["messages"])
-    except duckdb.Error:
-        return None
+def _flatten_in_python(records: list[Any], positions: list[int], received_at: datetime,
+                       org_id: str | None) -> Batch:
+    chats, rejected = read_page(Chat, records, SOURCE, received_at, positions=positions)
+    batch = Batch(rejected=rejected)
+    for chat, raw, text, index in chats:
+        rows = Batch()
+        try:
+            turn_rows(chat, rows)
+            chat_rows(chat, raw, text, rows)
+            if rows.chats[0]["org_id"] is None:
+                rows.chats[0]["org_id"] = org_id
+            rows.fingerprint_children()
+        except Exception as exc:  # noqa: BLE001 - valid in shape, yet not storable
+            whole = as_received(text)[0]  # `raw` is the chat as held, without most of its assistant
+            batch.rejected.append(rejected_row(SOURCE, "chats", whole, index, reason(exc), received_at))
+            continue
+        batch.extend(rows)
+    return batch
 
 
 def flatten(records: list[Any], children: Mapping[str, list[Any]], received_at: datetime,
             org_id: str | None = None) -> Batch:
     """One page of chats (as JSON texts, or decoded) into rows; a chat that cannot be read
     becomes a rejected record. A chat's messages come inside it, so `children` is unused; a
-    chat that names no org belongs to the account's."""
-    chats, rejected = read_page(ChatHead, records, SOURCE, received_at)
-    batch = Batch(rejected=rejected)
-    plain = ((chat.id, _turns(raw)) for chat, raw, _, _ in chats if not isinstance(chat, Chat))
-    texts = {chat_id: text for chat_id, text in plain if text is not None}
-    turns_table = _turn_rows_in_duckdb(texts)
-    loaded_from_duckdb: set[str] = set()
-    for chat, raw, text, index in chats:
-        rows = Batch()
-        read_in_duckdb = turns_table is not None and chat.id in texts
-        try:
-            if not read_in_duckdb:
-                turn_rows(chat if isinstance(chat, Chat) else Chat.model_validate(raw), rows)
-            chat_rows(chat, raw, text, rows)
-            if rows.chats[0]["org_id"] is None:
-                rows.chats[0]["org_id"] = org_id
-            turns_text = texts.get(chat.id)
-            if turns_text is None:
-                rows.fingerprint_children()
-            else:
-                rows.chats[0]["children_fingerprint"] = _children_fingerprint(turns_text, chat, raw)
-        except Exception as exc:  # noqa: BLE001 - valid in shape, yet not storable
-            whole = as_received(text)[0]  # `raw` is the chat as held, without most of its assistant
-            batch.rejected.append(rejected_row(SOURCE, "chats", whole, index, reason(exc), received_at))
-            continue
-        batch.extend(rows)
-        if read_in_duckdb:
-            loaded_from_duckdb.add(chat.id)
-    if turns_table is not None and turns_table.num_rows:
-        if loaded_from_duckdb != texts.keys():  # a chat refused after its turns were read
-            kept = pa.array(sorted(loaded_from_duckdb), pa.string())
-            turns_table = turns_table.filter(pc.is_in(turns_table["chat_id"], kept))
-        batch.arrow.setdefault("messages", []).append(turns_table)
+    chat that names no org belongs to the account's. Plain chats are flattened in DuckDB, the
+    rest by pydantic; a page that names a chat twice is read by pydantic alone, which keeps the
+    newest copy."""
+    plain: list[tuple[bytes, str, datetime, datetime | None]] = []
+    rest: list[int] = []
+    for index, record in enumerate(records):
+        read = _plain_chat(record) if isinstance(record, bytes) else None
+        if read is None:
+            rest.append(index)
+        else:
+            plain.append((record, *read))
+    ids = {chat_id for _, chat_id, _, _ in plain}
+    named_once = len(ids) == len(plain) and not ids & {_key_of(records[i]) for i in rest}
+    tables = _rows_in_duckdb(plain, org_id) if plain and named_once else None
+    if tables is None:
+        rest = list(range(len(records)))
+    batch = _flatten_in_python([records[i] for i in rest], rest, received_at, org_id)
+    if tables is not None:
+        for name, table in tables.items():
+            batch.arrow.setdefault(name, []).append(table)
     unique_keys(batch.rejected)
     return batch

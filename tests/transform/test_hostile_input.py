@@ -105,11 +105,11 @@ def keys_of(records):
 
 
 def assert_nothing_lost(records, batch):
-    accounted = {row["chat_id"] for row in batch.chats} | {
+    accounted = {row["chat_id"] for row in rows_of(batch, "chats")} | {
         r["record_key"] for r in batch.rejected if r["stream"] == "chats"}
     assert keys_of(records) <= accounted
     assert all(r["error"] for r in batch.rejected)
-    assert len({row["chat_id"] for row in batch.chats}) == len(batch.chats)
+    assert len({row["chat_id"] for row in rows_of(batch, "chats")}) == len(rows_of(batch, "chats"))
 
 
 _warehouse: list[Warehouse] = []
@@ -128,7 +128,7 @@ def load(source, batch):
     for table in ("chats", "messages", "usage", "costs", "chat_members", "message_files", "rejected_records"):
         wh.con.execute(f"delete from {table}")
     wh.load(batch, account=AccountKey(source, "org", source), run_id="r")
-    assert wh.scalar("select count(*) from chats") == len(batch.chats)
+    assert wh.scalar("select count(*) from chats") == len(rows_of(batch, "chats"))
     assert wh.scalar("select count(*) from messages") == batch.table("messages").num_rows
     assert wh.scalar("select count(*) from rejected_records") == len(batch.rejected)
 
@@ -154,7 +154,7 @@ def test_invent_pages_and_messages_never_crash_and_lose_nothing(records, message
     batch = invent.flatten(records, dict.fromkeys(ids, messages), NOW)
     assert_nothing_lost(records, batch)
     for chat_id in ids:
-        if any(r["chat_id"] == chat_id for r in batch.chats):
+        if any(r["chat_id"] == chat_id for r in rows_of(batch, "chats")):
             # each message is a row of this chat or a rejected record of it
             held = sum(1 for m in rows_of(batch, "messages") if m["chat_id"] == chat_id)
             refused = sum(1 for r in batch.rejected if r["record_key"].startswith(f"{chat_id}/"))
@@ -167,7 +167,7 @@ def test_duplicate_ids_in_a_page_keep_the_newest_copy():
     older = dict(COZMOX_CHAT, name="old")
     newer = dict(COZMOX_CHAT, name="new", updatedAt="2026-01-02T00:00:00Z")
     batch = cozmox.flatten([older, newer, older], {}, NOW)
-    assert [(r["chat_id"], r["title"]) for r in batch.chats] == [("chat-1", "new")]
+    assert [(r["chat_id"], r["title"]) for r in rows_of(batch, "chats")] == [("chat-1", "new")]
     load("cozmox", batch)
 
 
@@ -175,15 +175,15 @@ def test_numbers_past_bigint_are_rejected_not_overflowed():
     chat = copy.deepcopy(COZMOX_CHAT)
     chat["costs"][0]["promptTokens"] = 2**64
     batch = cozmox.flatten(_through_json([chat]), {}, NOW)
-    assert batch.chats == [] and "promptTokens" in batch.rejected[0]["error"]
+    assert rows_of(batch, "chats") == [] and "promptTokens" in batch.rejected[0]["error"]
 
 
 def test_bodies_only_a_lenient_parser_reads_still_load():
     body = b'[{"id": "x", "updatedAt": "2026-01-01T00:00:00Z", "cost": NaN, "name": "\\ud800",' \
            b' "costs": [{"promptTokens": 1e400, "cost": Infinity}]}]'
     batch = cozmox.flatten(decode(body, "/chat"), {}, NOW)
-    assert batch.chats[0]["cost"] is None and batch.chats[0]["title"] == "?"
-    assert batch.costs[0]["prompt_tokens"] is None and batch.costs[0]["cost"] is None
+    assert rows_of(batch, "chats")[0]["cost"] is None and rows_of(batch, "chats")[0]["title"] == "?"
+    assert rows_of(batch, "costs")[0]["prompt_tokens"] is None and rows_of(batch, "costs")[0]["cost"] is None
     load("cozmox", batch)
 
 
@@ -191,7 +191,7 @@ def test_chats_are_stored_as_the_text_they_were_sent_as():
     text = b'{ "id" : "chat-1", "updatedAt": "2026-01-01T00:00:01Z", "name": "caf\\u00e9",  "extra": [1, 2.50] }'
     sent = split_envelope(b'{"results": [' + text + b'], "metadata": {"totalItems": 1}}', "/chat")["results"]
     batch = cozmox.flatten(sent, {}, NOW)
-    assert batch.chats[0]["raw"] == text and batch.chats[0]["title"] == "caf\u00e9"
+    assert rows_of(batch, "chats")[0]["raw"] == text.decode() and rows_of(batch, "chats")[0]["title"] == "caf\u00e9"
     load("cozmox", batch)
     stored = _warehouse[0].scalar("select (raw->>'$.name') || (raw->>'$.extra[1]') from chats where chat_id = 'chat-1'")
     assert stored == "caf\u00e92.5"
@@ -200,7 +200,7 @@ def test_chats_are_stored_as_the_text_they_were_sent_as():
 def test_envelopes_only_a_lenient_parser_reads_still_load():
     body = b'{"results": [{"id": "x", "updatedAt": "2026-01-01T00:00:00Z", "cost": NaN, "name": "\\ud800"}]}'
     batch = cozmox.flatten(split_envelope(body, "/chat")["results"], {}, NOW)
-    assert batch.chats[0]["cost"] is None and batch.chats[0]["title"] == "?"
+    assert rows_of(batch, "chats")[0]["cost"] is None and rows_of(batch, "chats")[0]["title"] == "?"
     load("cozmox", batch)
 
 
@@ -208,7 +208,7 @@ def test_a_chat_no_parser_reads_is_rejected_and_the_rest_of_its_page_loads():
     body = b'{"results": [{"id": "bad", "updatedAt": "2026-01-01T00:00:00Z", "name": "\xff"},' \
            b' {"id": "good", "updatedAt": "2026-01-01T00:00:00Z"}]}'
     batch = cozmox.flatten(split_envelope(body, "/chat")["results"], {}, NOW)
-    assert [r["chat_id"] for r in batch.chats] == ["good"]
+    assert [r["chat_id"] for r in rows_of(batch, "chats")] == ["good"]
     assert [(r["record_key"], "not readable as JSON" in r["error"]) for r in batch.rejected] == [("#0", True)]
     assert "\ufffd" in json.loads(batch.rejected[0]["raw"])
     load("cozmox", batch)
@@ -223,7 +223,7 @@ def test_deep_nesting_and_huge_strings_load():
     chat = dict(COZMOX_CHAT, assistantOverrides=deep, name="é" * 2_000_000,
                 messages=[{"role": "user", "message": "🦆" * 500_000, "time": 1767225600000}])
     batch = cozmox.flatten(decode(json.dumps([chat]).encode(), "/chat"), {}, NOW)
-    assert [r["chat_id"] for r in batch.chats] == ["chat-1"] and len(rows_of(batch, "messages")[0]["content"]) == 500_000
+    assert [r["chat_id"] for r in rows_of(batch, "chats")] == ["chat-1"] and len(rows_of(batch, "messages")[0]["content"]) == 500_000
     load("cozmox", batch)
     depth = _warehouse[0].scalar("select json_extract(raw, '$.assistantOverrides.next.next.next') is not null from chats")
     assert depth is True
@@ -234,7 +234,7 @@ def test_a_page_read_leniently_keeps_a_chat_nested_deeper_than_orjson_writes():
     body = (b'{"results": [{"id": "deep", "updatedAt": "2026-01-01T00:00:00Z", "assistantOverrides": ' + deep
             + b'}, {"id": "nan", "updatedAt": "2026-01-01T00:00:00Z", "cost": NaN}]}')
     batch = cozmox.flatten(split_envelope(body, "/chat")["results"], {}, NOW)
-    assert sorted(r["chat_id"] for r in batch.chats) == ["deep", "nan"] and batch.rejected == []
+    assert sorted(r["chat_id"] for r in rows_of(batch, "chats")) == ["deep", "nan"] and batch.rejected == []
     load("cozmox", batch)
 
 
@@ -252,7 +252,7 @@ def test_a_rejected_chat_keeps_its_whole_assistant_and_a_loaded_one_its_flattene
     bad = dict(good, id="bad", updatedAt="never")
     batch = cozmox.flatten(_through_json([good, bad]), {}, NOW)
     assert json.loads(batch.rejected[0]["raw"])["assistant"] == assistant
-    row = batch.chats[0]
+    row = rows_of(batch, "chats")[0]
     assert (row["assistant_model_provider"], row["assistant_model"], row["assistant_voice_provider"],
             row["assistant_transcriber_provider"]) == ("openai", "gpt-4o", "azure", "deepgram")
     assert json.loads(row["raw"])["assistant"] == assistant
@@ -263,6 +263,6 @@ def test_timestamps_far_in_the_past_and_future_load_or_are_rejected():
     records = [dict(COZMOX_CHAT, id=f"t{i}", updatedAt=ts) for i, ts in enumerate(
         ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z", "1969-12-31T23:59:59Z", "+275760-09-13T00:00:00Z"])]
     batch = cozmox.flatten(records, {}, NOW)
-    assert {r["chat_id"] for r in batch.chats} == {"t0", "t1", "t2"}
+    assert {r["chat_id"] for r in rows_of(batch, "chats")} == {"t0", "t1", "t2"}
     assert [r["record_key"] for r in batch.rejected] == ["t3"]
     load("cozmox", batch)

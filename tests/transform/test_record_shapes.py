@@ -27,7 +27,7 @@ from load.warehouse import AccountKey, Warehouse
 from simulator import Simulator
 from transform import cozmox, invent
 from transform.batch import Batch
-from transform.common import read_page, unique_keys
+from transform.common import unique_keys
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 MS = 1767225600000  # 2026-01-01T00:00:00Z
@@ -178,20 +178,20 @@ def test_a_string_input_gives_no_rows():
 
 def test_cozmox_costs_carry_cached_and_reasoning_tokens_and_a_squad():
     batch = cozmox.flatten(_as_sent([COZMOX_CHAT]), {}, NOW)
-    (chat,) = batch.chats
+    (chat,) = rows_of(batch, "chats")
     assert (chat["squad_id"], chat["assistant_id"]) == ("squad-1", None)
     costs = [(c["type"], c["model"], c["prompt_tokens"], c["cached_prompt_tokens"], c["reasoning_tokens"], c["cost"])
-             for c in batch.costs]
+             for c in rows_of(batch, "costs")]
     assert costs == [("model", "gpt-4o", 1000, 400, 50, 0.004), ("model", "gpt-4o-mini", 10, None, None, 0.0001),
                      ("chat", None, None, None, None, 0.01)]
     usage = [(u["message_id"], u["input_tokens"], u["output_tokens"], u["cached_input_tokens"], u["reasoning_tokens"])
-             for u in batch.usage]
+             for u in rows_of(batch, "usage")]
     assert usage == [("mixed:cost:0", 1000, 200, 400, 50), ("mixed:cost:1", 10, 2, None, None)]
 
 
 def test_a_chat_without_a_squad_has_none():
     batch = cozmox.flatten([dict(COZMOX_CHAT, squadId=None, assistantId="a")], {}, NOW)
-    assert (batch.chats[0]["squad_id"], batch.chats[0]["assistant_id"]) == (None, "a")
+    assert (rows_of(batch, "chats")[0]["squad_id"], rows_of(batch, "chats")[0]["assistant_id"]) == (None, "a")
 
 
 @pytest.fixture
@@ -310,16 +310,17 @@ def test_an_invent_message_nested_deeper_than_orjson_writes_keeps_its_raw():
     assert batch.rejected == [] and json.loads(rows_of(batch, "messages")[0]["raw"]) == message
 
 
-# -- turns flattened in DuckDB ----------------------------------------------------------------
+# -- plain chats flattened in DuckDB ---------------------------------------------------------
 
-def _pydantic_reading(records):
-    """What reading every chat whole with pydantic makes of a page: its message rows, as Arrow
-    would load them, and the chats it rejects."""
-    chats, rejected = read_page(cozmox.Chat, records, "cozmox", NOW)
-    rows = Batch()
-    for chat, *_ in chats:
-        cozmox.turn_rows(chat, rows)
-    return rows.table("messages").to_pylist(), {r["record_key"] for r in rejected}
+def _by_pydantic(records):
+    """What pydantic makes of a page when it reads every chat itself."""
+    batch = cozmox._flatten_in_python(records, list(range(len(records))), NOW, "account-org")
+    unique_keys(batch.rejected)
+    return batch
+
+
+def _read_in_duckdb(batch):
+    return sum(table.num_rows for table in batch.arrow.get("chats", []))
 
 
 def _as_json(text):
@@ -330,53 +331,88 @@ def _as_json(text):
 
 
 def _in_order(rows):
-    """Rows by key, with what is JSON compared as JSON: DuckDB and orjson write one number
-    differently (1e16 against 10000000000000000.0)."""
-    return sorted(({**row, "content": _as_json(row["content"]), "tool_calls": _as_json(row["tool_calls"])}
-                   for row in rows), key=lambda row: row["message_id"])
+    """Rows in one order, with what is JSON compared as JSON (DuckDB and orjson write one number
+    differently: 1e16 against 10000000000000000.0), less the children's fingerprint, which each
+    way takes of what it reads."""
+    return sorted(({**row, **{c: _as_json(row[c]) for c in ("content", "tool_calls", "raw") if c in row},
+                    "children_fingerprint": None} for row in rows), key=repr)
+
+
+def assert_same_rows(batch, expected):
+    for table in ("chats", "messages", "costs", "usage"):
+        assert _in_order(rows_of(batch, table)) == _in_order(rows_of(expected, table)), table
+    assert [(r["record_key"], r["error"]) for r in batch.rejected] == [
+        (r["record_key"], r["error"]) for r in expected.rejected]
+
+
+def test_a_plain_chat_is_flattened_in_duckdb_into_the_rows_pydantic_makes():
+    sent = _as_sent([COZMOX_CHAT, dict(COZMOX_CHAT, id="no-org", orgId=None)])
+    batch = cozmox.flatten(sent, {}, NOW, "account-org")
+    assert _read_in_duckdb(batch) == 2 and batch.chats == []
+    assert_same_rows(batch, _by_pydantic(sent))
+    assert {r["chat_id"]: r["org_id"] for r in rows_of(batch, "chats")} == {"mixed": "org", "no-org": "account-org"}
 
 
 @SETTINGS
 @given(st.lists(mutated(COZMOX_CHAT), min_size=1, max_size=4).map(_through_json))
-def test_turns_flattened_in_duckdb_are_the_rows_pydantic_makes(records):
-    """The turns of any chat, however changed, come out as the rows and rejections of reading the
-    chat whole with pydantic, whether DuckDB reads them or hands the chat back."""
+def test_chats_flattened_in_duckdb_are_the_rows_pydantic_makes(records):
+    """Any page of chats, however changed, comes out as the rows and rejections pydantic makes
+    of it, whichever of its chats DuckDB reads."""
     sent = _as_sent(records)
-    batch = cozmox.flatten(sent, {}, NOW)
-    expected, refused = _pydantic_reading(sent)
-    loaded = {row["chat_id"] for row in batch.chats}
-    assert refused <= {r["record_key"] for r in batch.rejected}
-    assert _in_order(rows_of(batch, "messages")) == _in_order(r for r in expected if r["chat_id"] in loaded)
+    assert_same_rows(cozmox.flatten(sent, {}, NOW, "account-org"), _by_pydantic(sent))
 
 
-@pytest.mark.parametrize(("entry", "kept"), [
-    ({"role": 5, "message": "hi"}, False),  # pydantic refuses a number as text
-    ({"role": "user", "message": ["hi"]}, False),
-    ("hi", False),  # an entry that is not an object
-    ({"role": "user", "time": "1767225600000"}, True),  # pydantic reads a numeric string as the number
-    ({"role": "user", "seconds_from_start": 2.5}, True),  # and a field by its own name
-    ({"role": "user", "time": True}, True),  # and true as 1
+def _turn(entry):
+    return dict(COZMOX_CHAT, messages=[{"role": "user", "message": "first"}, entry])
+
+
+def _cost(**change):
+    return dict(COZMOX_CHAT, costs=[{**COZMOX_CHAT["costs"][0], **change}])
+
+
+@pytest.mark.parametrize(("chat", "kept"), [
+    (_turn({"role": 5, "message": "hi"}), False),  # pydantic refuses a number as text
+    (_turn({"role": "user", "message": ["hi"]}), False),
+    (_turn("hi"), False),  # an entry that is not an object
+    (_turn({"role": "user", "time": "1767225600000"}), True),  # pydantic reads a numeric string as the number
+    (_turn({"role": "user", "seconds_from_start": 2.5}), True),  # and a field by its own name
+    (_turn({"role": "user", "time": True}), True),  # and true as 1
+    ({**{k: v for k, v in COZMOX_CHAT.items() if k != "orgId"}, "org_id": "by-name"}, True),
+    (dict(COZMOX_CHAT, cost="0.0141"), True),
+    (dict(COZMOX_CHAT, updatedAt=1767225600), False),
+    (_cost(promptTokens=1000.0), True),  # a whole float as the integer
+    (_cost(promptTokens=2**63), False),  # past BIGINT
+    (_cost(prompt_tokens=5), True),
+    (_cost(model={"model": 4, "provider": "openai"}), True),  # written by Python's str
+    (dict(COZMOX_CHAT, assistant={"model": {"provider": 7}}), True),
+    (dict(COZMOX_CHAT, assistant="gpt"), False),
 ])
-def test_a_turn_duckdb_cannot_read_as_pydantic_would_is_read_by_pydantic(entry, kept):
-    chat = dict(COZMOX_CHAT, messages=[{"role": "user", "message": "first"}, entry])
-    batch = cozmox.flatten(_as_sent([chat]), {}, NOW)
-    expected, refused = _pydantic_reading(_as_sent([chat]))
-    assert bool(batch.chats) is kept and bool(refused) is not kept
-    assert _in_order(rows_of(batch, "messages")) == _in_order(expected)
-    if not kept:
-        assert "messages.1" in batch.rejected[0]["error"]
+def test_a_chat_duckdb_cannot_read_as_pydantic_would_is_read_by_pydantic(chat, kept):
+    sent = _as_sent([chat])
+    batch = cozmox.flatten(sent, {}, NOW, "account-org")
+    assert _read_in_duckdb(batch) == 0 and len(rows_of(batch, "chats")) == int(kept)
+    assert_same_rows(batch, _by_pydantic(sent))
 
 
 def test_a_page_duckdb_cannot_read_at_all_is_read_by_pydantic(monkeypatch):
-    monkeypatch.setattr(cozmox, "TURNS_SQL", "select * from no_such_table")
-    batch = cozmox.flatten(_as_sent([COZMOX_CHAT]), {}, NOW)
-    expected, _ = _pydantic_reading(_as_sent([COZMOX_CHAT]))
-    assert batch.rejected == [] and _in_order(rows_of(batch, "messages")) == _in_order(expected)
+    monkeypatch.setattr(cozmox, "READ_SQL", "select * from no_such_table")
+    sent = _as_sent([COZMOX_CHAT])
+    batch = cozmox.flatten(sent, {}, NOW, "account-org")
+    assert _read_in_duckdb(batch) == 0 and len(rows_of(batch, "chats")) == 1
+    assert_same_rows(batch, _by_pydantic(sent))
 
 
-def test_a_chat_refused_after_duckdb_read_its_turns_leaves_no_rows_behind(monkeypatch):
+def test_a_page_naming_a_chat_twice_keeps_the_newer_copy_though_only_one_is_plain():
+    older = dict(COZMOX_CHAT, name="older")
+    newer = dict(COZMOX_CHAT, name="newer", updatedAt="2026-01-01T00:06:00Z", cost="0.5")  # not plain
+    for page in ([older, newer], [newer, older]):
+        batch = cozmox.flatten(_as_sent(page), {}, NOW)
+        assert [(r["title"], r["cost"]) for r in rows_of(batch, "chats")] == [("newer", 0.5)]
+
+
+def test_a_chat_refused_after_its_rows_were_built_leaves_no_rows_behind(monkeypatch):
     # Nothing a page sends reaches this today (the chat's own rows failing once it is valid),
-    # so the failure is made by hand.
+    # so the failure is made by hand, for chats pydantic reads (a cost as a string).
     chat_rows = cozmox.chat_rows
 
     def failing_for_b(chat, *args):
@@ -385,14 +421,15 @@ def test_a_chat_refused_after_duckdb_read_its_turns_leaves_no_rows_behind(monkey
         chat_rows(chat, *args)
 
     monkeypatch.setattr(cozmox, "chat_rows", failing_for_b)
-    batch = cozmox.flatten(_as_sent([dict(COZMOX_CHAT, id="a"), dict(COZMOX_CHAT, id="b")]), {}, NOW)
-    assert [r["chat_id"] for r in batch.chats] == ["a"] and [r["record_key"] for r in batch.rejected] == ["b"]
+    batch = cozmox.flatten(_as_sent([dict(COZMOX_CHAT, id="a", cost="1"), dict(COZMOX_CHAT, id="b", cost="1")]),
+                           {}, NOW)
+    assert [r["chat_id"] for r in rows_of(batch, "chats")] == ["a"] and [r["record_key"] for r in batch.rejected] == ["b"]
     assert {r["chat_id"] for r in rows_of(batch, "messages")} == {"a"}
 
 
 def test_children_fingerprints_follow_the_turns_costs_and_usage_time_alone():
     def fingerprint(chat):
-        return cozmox.flatten(_as_sent([chat]), {}, NOW).chats[0]["children_fingerprint"]
+        return rows_of(cozmox.flatten(_as_sent([chat]), {}, NOW), "chats")[0]["children_fingerprint"]
 
     same = fingerprint(COZMOX_CHAT)
     assert fingerprint(dict(COZMOX_CHAT, updatedAt="2026-01-02T00:00:00Z", name="renamed")) == same
@@ -509,7 +546,7 @@ def test_an_invent_chat_refused_after_duckdb_read_its_messages_leaves_no_rows_be
     monkeypatch.setattr(invent, "_chat_row", failing_for_b)
     batch = invent.flatten([dict(INVENT_CHAT, id="a"), dict(INVENT_CHAT, id="b")],
                            {"a": INVENT_MESSAGES, "b": INVENT_MESSAGES}, NOW)
-    assert [r["chat_id"] for r in batch.chats] == ["a"] and [r["record_key"] for r in batch.rejected] == ["b"]
+    assert [r["chat_id"] for r in rows_of(batch, "chats")] == ["a"] and [r["record_key"] for r in batch.rejected] == ["b"]
     tables = _message_tables(batch)
     assert tables["messages"] and tables["usage"]
     assert {r["chat_id"] for rows in tables.values() for r in rows} == {"a"}
@@ -545,7 +582,7 @@ def test_cozmox_new_shapes_never_crash_and_lose_nothing(records):
 def test_invent_new_shapes_never_crash_and_lose_nothing(chat, messages):
     batch = invent.flatten([chat], {"inv": messages}, NOW)
     assert_nothing_lost([chat], batch)
-    if batch.chats and batch.chats[0]["chat_id"] == "inv":
+    if rows_of(batch, "chats") and rows_of(batch, "chats")[0]["chat_id"] == "inv":
         ids = {m["id"] for m in messages if isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"]}
         kept = {m["message_id"] for m in rows_of(batch, "messages")} | {
             r["record_key"].split("/", 1)[1] for r in batch.rejected if r["stream"] == "messages"}
@@ -595,7 +632,7 @@ def test_the_simulators_records_all_load_with_every_entry_a_row():
     sim = Simulator(seed=5, cozmox_chats=200, invent_chats=60)
     chats = sim.cozmox_chats()
     batch = cozmox.flatten(_as_sent(chats), {}, NOW)
-    assert batch.rejected == [] and len(batch.chats) == len(chats)
+    assert batch.rejected == [] and len(rows_of(batch, "chats")) == len(chats)
     lists = Counter()
     for chat in chats:
         lists[chat["id"]] = len(chat["messages"]) + len(chat["output"]) + (
