@@ -31,18 +31,6 @@ def _connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def query(sql: str, **tables: pa.Table) -> pa.Table:
-    """The result of `sql` over the given Arrow tables, each named as its keyword."""
-    con = _connection()
-    for name, table in tables.items():
-        con.register(name, table)
-    try:
-        return con.execute(sql).to_arrow_table(ARROW_BATCH_ROWS)
-    finally:
-        for name in tables:
-            con.unregister(name)
-
-
 def queries(read: str, selects: dict[str, str], **tables: pa.Table) -> dict[str, pa.Table]:
     """The results of several queries over one table, `read`, which the query `read` makes of
     the given tables once."""
