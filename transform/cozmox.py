@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import duckdb
 import msgspec
@@ -19,7 +19,7 @@ import orjson
 import pyarrow as pa
 from pydantic import Field, StrictStr, field_validator
 
-from extract.cozmox import ChatKey
+from extract.cozmox import chat_key
 from extract.http import dumps
 from extract.times import parse_time
 from transform import in_duckdb
@@ -317,24 +317,28 @@ class _PlainChat(msgspec.Struct):
 
 
 _PLAIN = msgspec.json.Decoder(_PlainChat)
-_KEY = msgspec.json.Decoder(ChatKey)
 
 
-def _plain_chat(text: bytes) -> tuple[str, datetime, datetime | None] | None:
-    """The id and times of a plain chat; None for any other."""
+class _Plain(NamedTuple):
+    text: bytes
+    chat_id: str
+    updated_at: datetime
+    created_at: datetime | None
+
+
+def _plain_chat(text: bytes) -> _Plain | None:
+    """A plain chat's text, id and times, read as pydantic reads them; None for any other."""
     try:
         chat = _PLAIN.decode(text)
-        return chat.id, parse_time(chat.updatedAt), None if chat.createdAt is None else parse_time(chat.createdAt)
+        created = None if chat.createdAt is None else parse_time(chat.createdAt)
+        return _Plain(text, chat.id, parse_time(chat.updatedAt), created)
     except (msgspec.DecodeError, RecursionError, ValueError):
         return None
 
 
 def _key_of(record: Any) -> str | None:
     """The id a record that is not plain says it has, if it is text."""
-    try:
-        key = record.get("id") if isinstance(record, dict) else _KEY.decode(record).id
-    except (msgspec.DecodeError, RecursionError):
-        return None
+    key = record.get("id") if isinstance(record, dict) else chat_key(record).id
     return key if isinstance(key, str) else None
 
 
@@ -373,8 +377,9 @@ _CHAT_COLUMNS = {
 _NULL = {pa.string(): "null::varchar", pa.bool_(): "null::boolean", TS: "null::timestamptz"}
 CHATS_SQL = "select " + ", ".join(f"{_CHAT_COLUMNS.get(column.name) or _NULL[column.type]} as {column.name}"
                                   for column in SCHEMAS["chats"]) + " from read"
-_COSTS = f"""
-select chat_id, c, seq::integer as seq, cost_text,
+# Each cost entry of the page, read once for both costs and usage.
+COST_ENTRIES_SQL = f"""
+select chat_id, seq::integer as seq, cost_text, c,
        case json_type(c.model) when 'VARCHAR' then c.model ->> '$'
                                when 'OBJECT' then c.model ->> '$.model' end as model,
        case json_type(c.model) when 'OBJECT' then c.model ->> '$.provider' end as provider,
@@ -387,7 +392,7 @@ COSTS_SQL = f"""
 select '{SOURCE}' as source, chat_id, seq, c.type, model, provider, c.promptTokens as prompt_tokens,
        c.completionTokens as completion_tokens, c.cachedPromptTokens as cached_prompt_tokens,
        c.reasoningTokens as reasoning_tokens, c.cost, cost_text as raw
-from ({_COSTS})
+from cost_entries
 """
 USAGE_SQL = f"""
 select '{SOURCE}' as source, chat_id || ':cost:' || seq as message_id, chat_id, usage_at as created_at, model,
@@ -395,7 +400,7 @@ select '{SOURCE}' as source, chat_id || ':cost:' || seq as message_id, chat_id, 
        coalesce(c.promptTokens, 0) + coalesce(c.completionTokens, 0) as total_tokens,
        c.reasoningTokens as reasoning_tokens, c.cachedPromptTokens as cached_input_tokens,
        null::bigint as cache_read_tokens, null::bigint as cache_write_tokens
-from ({_COSTS})
+from cost_entries
 where c.promptTokens is not null or c.completionTokens is not null
 """
 # The rows `turn_rows` builds.
@@ -422,19 +427,19 @@ from entries
 _SELECTS = {"chats": CHATS_SQL, "costs": COSTS_SQL, "usage": USAGE_SQL, "messages": MESSAGES_SQL}
 
 
-def _rows_in_duckdb(plain: list[tuple[bytes, str, datetime, datetime | None]],
-                    org_id: str | None) -> dict[str, pa.Table] | None:
+def _rows_in_duckdb(plain: list[_Plain], org_id: str | None) -> dict[str, pa.Table] | None:
     """Every row of these plain chats, made by SQL; None where DuckDB cannot read the page
     (nesting, memory, an overflow), which leaves its chats to pydantic."""
+    texts, chat_ids, updated, created = zip(*plain, strict=True)
     page = pa.table({
-        "chat_id": pa.array([chat_id for _, chat_id, _, _ in plain], pa.string()),
-        "created_at": pa.array([created for *_, created in plain], TS),
-        "updated_at": pa.array([updated for _, _, updated, _ in plain], TS),
-        "account_org_id": pa.nulls(len(plain), pa.string()) if org_id is None else pa.array([org_id] * len(plain)),
-        "text": pa.array([text for text, *_ in plain], pa.binary()).cast(pa.string()),
+        "chat_id": pa.array(chat_ids, pa.string()),
+        "created_at": pa.array(created, TS),
+        "updated_at": pa.array(updated, TS),
+        "account_org_id": pa.array([org_id] * len(plain), pa.string()),
+        "text": pa.array(texts, pa.binary()).cast(pa.string()),
     })
     try:
-        tables = in_duckdb.queries(READ_SQL, _SELECTS, page=page)
+        tables = in_duckdb.queries({"read": READ_SQL, "cost_entries": COST_ENTRIES_SQL}, _SELECTS, page=page)
         return {name: table.cast(SCHEMAS[name]) for name, table in tables.items()}
     except (duckdb.Error, pa.ArrowInvalid):
         return None
@@ -467,15 +472,15 @@ def flatten(records: list[Any], children: Mapping[str, list[Any]], received_at: 
     chat that names no org belongs to the account's. Plain chats are flattened in DuckDB, the
     rest by pydantic; a page that names a chat twice is read by pydantic alone, which keeps the
     newest copy."""
-    plain: list[tuple[bytes, str, datetime, datetime | None]] = []
+    plain: list[_Plain] = []
     rest: list[int] = []
     for index, record in enumerate(records):
         read = _plain_chat(record) if isinstance(record, bytes) else None
         if read is None:
             rest.append(index)
         else:
-            plain.append((record, *read))
-    ids = {chat_id for _, chat_id, _, _ in plain}
+            plain.append(read)
+    ids = {chat.chat_id for chat in plain}
     named_once = len(ids) == len(plain) and not ids & {_key_of(records[i]) for i in rest}
     tables = _rows_in_duckdb(plain, org_id) if plain and named_once else None
     if tables is None:

@@ -31,16 +31,18 @@ def _connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def queries(read: str, selects: dict[str, str], **tables: pa.Table) -> dict[str, pa.Table]:
-    """The results of several queries over one table, `read`, which the query `read` makes of
-    the given tables once."""
+def queries(reads: dict[str, str], selects: dict[str, str], **tables: pa.Table) -> dict[str, pa.Table]:
+    """The results of several queries over temporary tables that `reads` makes once each, in
+    order (name -> query), of the given tables, each named as its keyword."""
     con = _connection()
     for name, table in tables.items():
         con.register(name, table)
     try:
-        con.execute(f"create or replace temp table read as {read}")
+        for name, sql in reads.items():
+            con.execute(f"create or replace temp table {name} as {sql}")
         return {name: con.execute(sql).to_arrow_table(ARROW_BATCH_ROWS) for name, sql in selects.items()}
     finally:
-        con.execute("drop table if exists read")
+        for name in reads:
+            con.execute(f"drop table if exists {name}")
         for name in tables:
             con.unregister(name)

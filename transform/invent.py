@@ -450,7 +450,7 @@ def _message_rows_in_duckdb(texts: dict[str, list[bytes]]) -> dict[str, pa.Table
         "raw": pa.array([text for messages in texts.values() for text in messages], pa.binary()).cast(pa.string()),
     })
     try:
-        tables = in_duckdb.queries(READ_SQL, MESSAGES_SQL, page=page)
+        tables = in_duckdb.queries({"read": READ_SQL}, MESSAGES_SQL, page=page)
     except duckdb.Error:
         return None
     return {name: table.cast(SCHEMAS[name]) for name, table in tables.items()}
